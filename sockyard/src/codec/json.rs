@@ -1,0 +1,369 @@
+//! The JSON codec, behaving as SocketCluster's `sc-formatter`: text frames, arrays as batches,
+//! non-JSON text as raw messages, binary values as `{"base64":true,"data":"…"}` on the wire.
+
+use base64::Engine as _;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::{CodecError, Decoded, Envelope, FrameKind};
+
+/// Decodes a frame the way `sc-formatter` does: text that does not start (after whitespace) with
+/// `{` or `[`, or that fails to parse, is a raw message; a JSON array is a batch of packets.
+///
+/// Binary frames are read as text too (the official server does the same), with invalid UTF-8
+/// replaced.
+pub fn decode(payload: &[u8]) -> Decoded {
+    let first = payload
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+    // Text frames were UTF-8-checked by the WebSocket layer; binary ones may need replacing.
+    let raw = || String::from_utf8_lossy(payload).into_owned();
+    if !matches!(first, Some(b'{' | b'[')) {
+        return Decoded::Raw(raw());
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Array(items)) => Decoded::Packets(items),
+        Ok(value) => Decoded::Packets(vec![value]),
+        Err(err) if is_too_deep(&err) => Decoded::TooDeep {
+            cid: top_level_scalar(payload, "cid").and_then(|cid| cid.as_u64()),
+        },
+        Err(_) => Decoded::Raw(raw()),
+    }
+}
+
+/// How deeply arrays and objects may nest in a JSON message (the parser's fixed limit).
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether parsing failed because the text nests deeper than [`MAX_DEPTH`].
+pub fn is_too_deep(err: &serde_json::Error) -> bool {
+    err.to_string().starts_with("recursion limit exceeded")
+}
+
+/// The value of `key` in the top-level object of `text` when it is a number or a string, found
+/// without building any nested value: a message too deeply nested to parse can still be
+/// answered by its call id.
+pub fn top_level_scalar(text: &[u8], key: &str) -> Option<Value> {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    if text[start] != b'{' {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut key_matched = false;
+    let mut i = start;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                let end = string_end(text, i)?;
+                if depth == 1 && expect_key {
+                    let name = serde_json::from_slice::<String>(&text[i..end]).ok();
+                    key_matched = name.as_deref() == Some(key);
+                    expect_key = false;
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 1 => expect_key = true,
+            b':' if depth == 1 && key_matched => {
+                let from = i
+                    + 1
+                    + text[i + 1..]
+                        .iter()
+                        .position(|b| !b.is_ascii_whitespace())?;
+                let to = match text[from] {
+                    b'"' => string_end(text, from)?,
+                    b'-' | b'0'..=b'9' => {
+                        from + text[from..]
+                            .iter()
+                            .position(|b| {
+                                !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                            })
+                            .unwrap_or(text.len() - from)
+                    }
+                    _ => return None,
+                };
+                return serde_json::from_slice(&text[from..to]).ok();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index just past the string that starts with the quote at `start`.
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Encodes an envelope as compact JSON text.
+pub fn encode(envelope: &Envelope<'_>, out: &mut Vec<u8>) -> Result<FrameKind, CodecError> {
+    serde_json::to_writer(out, envelope).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(FrameKind::Text)
+}
+
+/// The key of the one-entry object that stands for binary data inside a message:
+/// `{"$binary":"<standard base64>"}`. Codecs with a native binary type (MessagePack) turn it into
+/// that type; the JSON codec writes it in SocketCluster's `{"base64":true,"data":…}` form.
+pub const BINARY_KEY: &str = "$binary";
+
+/// The base64 text of a `{"$binary":"…"}` object, if `map` is one.
+pub fn binary_text(map: &Map<String, Value>) -> Option<&str> {
+    if map.len() != 1 {
+        return None;
+    }
+    map.get(BINARY_KEY)?.as_str()
+}
+
+/// Serialises a value for a JSON wire: `{"$binary":"…"}` objects come out as
+/// `{"base64":true,"data":"…"}`, the form `sc-formatter` gives a Buffer; everything else as is.
+#[derive(Debug, Clone, Copy)]
+pub struct Wire<'a>(pub &'a Value);
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Wire(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                if let Some(data) = binary_text(map) {
+                    return Base64Form { base64: true, data }.serialize(serializer);
+                }
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, item) in map {
+                    out.serialize_entry(key, &Wire(item))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// Bytes that travel as a binary value: `{"$binary":"<standard base64>"}` inside a message,
+/// `bin` in MessagePack and `{"base64":true,"data":"…"}` (how SocketCluster's JSON codec
+/// represents a Buffer or ArrayBuffer) on a JSON wire. Either object form deserialises.
+///
+/// ```
+/// use sockyard::codec::Binary;
+/// let json = serde_json::to_string(&Binary(b"hi".to_vec())).unwrap();
+/// assert_eq!(json, r#"{"$binary":"aGk="}"#);
+/// let back: Binary = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back.0, b"hi");
+/// let wire: Binary = serde_json::from_str(r#"{"base64":true,"data":"aGk="}"#).unwrap();
+/// assert_eq!(wire.0, b"hi");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Binary(pub Vec<u8>);
+
+#[derive(Serialize)]
+struct Base64Form<'a> {
+    base64: bool,
+    data: &'a str,
+}
+
+/// Either object form of a binary value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BinaryForm {
+    Marked {
+        #[serde(rename = "$binary")]
+        data: String,
+    },
+    Formatter {
+        base64: bool,
+        data: String,
+    },
+}
+
+impl Serialize for Binary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(
+            BINARY_KEY,
+            &base64::engine::general_purpose::STANDARD.encode(&self.0),
+        )?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Binary {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let data = match BinaryForm::deserialize(deserializer)? {
+            BinaryForm::Marked { data } | BinaryForm::Formatter { base64: true, data } => data,
+            BinaryForm::Formatter { base64: false, .. } => {
+                return Err(serde::de::Error::custom(
+                    "expected {\"$binary\":…} or {\"base64\":true,\"data\":…}",
+                ))
+            }
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map(Binary)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiError;
+    use serde_json::json;
+
+    fn encoded(envelope: Envelope<'_>) -> String {
+        let mut out = Vec::new();
+        assert_eq!(encode(&envelope, &mut out).unwrap(), FrameKind::Text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn decodes_objects_and_batches() {
+        assert_eq!(
+            decode(br#"{"event":"hello","data":{"w":"world"}}"#),
+            Decoded::Packets(vec![json!({"event":"hello","data":{"w":"world"}})])
+        );
+        assert_eq!(
+            decode(br#" [{"event":"hello","data":1},{"event":"hello","data":2}]"#),
+            Decoded::Packets(vec![
+                json!({"event":"hello","data":1}),
+                json!({"event":"hello","data":2})
+            ])
+        );
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn too_deep_messages_keep_their_call_id() {
+        let frame = format!(r#"{{"event":"echo","data":{},"cid":7}}"#, nested(1000));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: Some(7) });
+        let frame = format!(r#"{{"cid" : 8, "data":{}}}"#, nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: Some(8) });
+        // A nested `cid`, or a string one, is not the call id.
+        let frame = format!(r#"{{"data":{{"cid":3,"x":{}}}}}"#, nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: None });
+        let frame = format!(r#"{{"e\"v":"cid","cid":"9","d":{}}}"#, nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: None });
+        // Within the limit, nothing changes.
+        let frame = format!(r#"{{"event":"echo","data":{},"cid":7}}"#, nested(100));
+        assert!(matches!(decode(frame.as_bytes()), Decoded::Packets(_)));
+    }
+
+    #[test]
+    fn finds_top_level_scalars() {
+        let text = br#" {"a": {"cid": 1}, "b": [",", "cid"], "messageId" : "m\"1", "cid": -2.5e1}"#;
+        assert_eq!(top_level_scalar(text, "cid"), Some(json!(-25.0)));
+        assert_eq!(top_level_scalar(text, "messageId"), Some(json!("m\"1")));
+        assert_eq!(top_level_scalar(text, "a"), None);
+        assert_eq!(top_level_scalar(br#"[{"cid": 1}]"#, "cid"), None);
+        assert_eq!(top_level_scalar(br#"{"cid": "#, "cid"), None);
+        assert_eq!(top_level_scalar(br#"{"x": "unterminated"#, "cid"), None);
+    }
+
+    #[test]
+    fn treats_non_json_as_raw() {
+        assert_eq!(decode(b"hello"), Decoded::Raw("hello".into()));
+        assert_eq!(decode(b"{not json"), Decoded::Raw("{not json".into()));
+        assert_eq!(decode(b"42"), Decoded::Raw("42".into()));
+        assert_eq!(decode(b""), Decoded::Raw(String::new()));
+        assert_eq!(decode(&[0xff, b'{']), Decoded::Raw("\u{fffd}{".into()));
+    }
+
+    #[test]
+    fn reads_json_in_binary_frames_like_the_official_server() {
+        assert_eq!(
+            decode(br#"{"event":"x"}"#),
+            Decoded::Packets(vec![json!({"event":"x"})])
+        );
+    }
+
+    #[test]
+    fn survives_deep_nesting() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(decode(deep.as_bytes()), Decoded::TooDeep { cid: None });
+        let deep = format!(r#"{{"cid":1,"data":{}"#, "{\"a\":".repeat(100_000));
+        assert_eq!(decode(deep.as_bytes()), Decoded::TooDeep { cid: Some(1) });
+    }
+
+    #[test]
+    fn encodes_envelopes_in_socketcluster_shape() {
+        let data = json!({"a":1,"b":2});
+        assert_eq!(
+            encoded(Envelope::Event {
+                event: "add",
+                data: Some(&data),
+                cid: Some(2)
+            }),
+            r#"{"event":"add","data":{"a":1,"b":2},"cid":2}"#
+        );
+        assert_eq!(
+            encoded(Envelope::Event {
+                event: "callme",
+                data: None,
+                cid: None
+            }),
+            r#"{"event":"callme"}"#
+        );
+        let three = json!(3);
+        assert_eq!(
+            encoded(Envelope::Reply {
+                rid: 2,
+                result: Ok(Some(&three))
+            }),
+            r#"{"rid":2,"data":3}"#
+        );
+        assert_eq!(
+            encoded(Envelope::Reply {
+                rid: 5,
+                result: Ok(None)
+            }),
+            r#"{"rid":5}"#
+        );
+        let err = ApiError::new("CustomError", "bad thing").with("extra", 42);
+        assert_eq!(
+            encoded(Envelope::Reply {
+                rid: 3,
+                result: Err(&err)
+            }),
+            r#"{"rid":3,"error":{"name":"CustomError","message":"bad thing","extra":42}}"#
+        );
+    }
+
+    #[test]
+    fn binary_values_use_the_base64_form() {
+        let data = json!({"b": Binary(b"hi".to_vec())});
+        assert_eq!(
+            encoded(Envelope::Event {
+                event: "x",
+                data: Some(&data),
+                cid: None
+            }),
+            r#"{"event":"x","data":{"b":{"base64":true,"data":"aGk="}}}"#
+        );
+        assert!(serde_json::from_value::<Binary>(json!({"base64":false,"data":""})).is_err());
+        // Objects that merely resemble a binary value pass through untouched.
+        let lookalikes = json!([{"$binary": "aGk=", "x": 1}, {"$binary": 5}]);
+        assert_eq!(serde_json::to_value(Wire(&lookalikes)).unwrap(), lookalikes);
+    }
+}

@@ -1,0 +1,818 @@
+//! One WebSocket connection: the single type that owns a socket's IO.
+//!
+//! `Connection` reads frames, runs the dialect, dispatches calls strictly in order, writes
+//! replies and queued pushes, sends pings and enforces the limits. It is one hand-written state
+//! machine polled by one task, so a connection costs one task and no idle buffers:
+//!
+//! - reads go into a per-thread scratch buffer; only a partially received frame is kept;
+//! - replies and pushes are gathered into one buffer and written with one call per wake-up
+//!   (everything that is ready goes out together), then the buffer is released;
+//! - one timer serves every deadline (handshake, ping, pong, close, throttling).
+
+mod dialect;
+mod handle;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+pub use handle::{ConnectionHandle, Format, InvokeError, SendError};
+
+use crate::codec::{Encoding, FrameKind};
+use crate::error::ApiError;
+use crate::metrics::ErrorKind;
+use crate::protocol::{socketcluster, Inbound};
+use crate::protocol::{CallId, Packet};
+use crate::router::{CallFuture, CallResult};
+use crate::server::{EndpointState, ServerState};
+use crate::ws::frame::{self, OpCode, Role};
+use crate::ws::{Message, MessageReader};
+use dialect::Session;
+
+/// Close code sent when a connection's outbound queue overflows (a slow consumer).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4400;
+/// Close code sent to every connection when the server shuts down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Size of the per-thread read buffer. One read takes at most this much from a socket.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serving messages.
+    Open,
+    /// Our close frame is queued; waiting for the peer's (other data is ignored).
+    Closing,
+    /// The close handshake is over (or abandoned): flush and finish.
+    Closed,
+}
+
+/// Token bucket for `limits.max_messages_per_second`: one token per packet processed, refilled
+/// continuously, holding at most one second's worth.
+#[derive(Debug)]
+struct Budget {
+    rate: f64,
+    tokens: f64,
+    refreshed: Instant,
+}
+
+impl Budget {
+    fn new(rate: u32, now: Instant) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            refreshed: now,
+        }
+    }
+
+    /// Takes a token, or says when one will be available.
+    fn take(&mut self, now: Instant) -> Result<(), Instant> {
+        let elapsed = now.duration_since(self.refreshed).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.refreshed = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+/// A call being processed: only one at a time, so calls finish in the order they arrived.
+struct InFlight {
+    id: Option<CallId>,
+    kind: CallKind,
+    future: CallFuture,
+}
+
+/// What finishing a call means beyond sending its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    /// An ordinary call (or a reserved event answered like one).
+    Call,
+    /// The handshake: on success the session opens; on failure the socket closes with the
+    /// error's `statusCode`.
+    Handshake,
+}
+
+/// How a connection ended, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ending {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+}
+
+/// The IO owner for one upgraded WebSocket.
+pub(crate) struct Connection<S> {
+    io: S,
+    handle: ConnectionHandle,
+    server: Arc<ServerState>,
+    endpoint: Arc<EndpointState>,
+    reader: MessageReader,
+    session: Session,
+    /// Data messages received before the handshake was processed; they are decoded only when
+    /// their turn comes, because the handshake changes how later frames are read.
+    received: VecDeque<Message>,
+    /// Decoded items waiting for their turn, each with the bytes it accounts for.
+    inbox: VecDeque<(Inbound, usize)>,
+    /// Bytes of `received` and `inbox` together; reading pauses above `inbound_queue_bytes`.
+    queued_bytes: usize,
+    call: Option<InFlight>,
+    /// Encoded bytes waiting to be written, and how much of them is already written.
+    out: Vec<u8>,
+    written: usize,
+    /// Frames added to `out` since metrics were last updated.
+    frames_out: u64,
+    phase: Phase,
+    /// The peer's close frame arrived: the body to echo once earlier messages are processed.
+    peer_close: Option<Vec<u8>>,
+    ending: Option<Ending>,
+    read_eof: bool,
+    timer: Pin<Box<Sleep>>,
+    handshake_deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    close_deadline: Option<Instant>,
+    paused_until: Option<Instant>,
+    last_seen: Instant,
+    budget: Budget,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps an upgraded socket. `early` holds bytes the HTTP layer read past the request.
+    pub(crate) fn new(
+        io: S,
+        early: &[u8],
+        handle: ConnectionHandle,
+        server: Arc<ServerState>,
+        endpoint: Arc<EndpointState>,
+    ) -> Self {
+        let now = Instant::now();
+        let limits = &server.limits;
+        let handshake_deadline = now + endpoint.opening_timeout;
+        let mut connection = Self {
+            io,
+            handle,
+            reader: MessageReader::new(Role::Server, limits.max_message_bytes),
+            session: Session::new(endpoint.dialect, endpoint.version),
+            received: VecDeque::new(),
+            inbox: VecDeque::new(),
+            queued_bytes: 0,
+            call: None,
+            out: Vec::new(),
+            written: 0,
+            frames_out: 0,
+            phase: Phase::Open,
+            peer_close: None,
+            ending: None,
+            read_eof: false,
+            timer: Box::pin(tokio::time::sleep_until(handshake_deadline)),
+            handshake_deadline: Some(handshake_deadline),
+            next_ping: None,
+            close_deadline: None,
+            paused_until: None,
+            last_seen: now,
+            budget: Budget::new(limits.max_messages_per_second, now),
+            server,
+            endpoint,
+        };
+        if !early.is_empty() {
+            connection.absorb(early);
+        }
+        connection
+    }
+
+    /// Runs the connection to its end and says how it ended.
+    pub(crate) async fn run(mut self) -> Ending {
+        std::future::poll_fn(|cx| self.poll_run(cx)).await;
+        self.handle.mark_closed();
+        self.ending.unwrap_or(Ending {
+            code: 1006,
+            reason: "connection lost".to_owned(),
+        })
+    }
+
+    fn poll_run(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.handle.register(cx.waker());
+        let result = self.poll_steps(cx);
+        if self.frames_out > 0 {
+            self.server.metrics.messages_out.inc_by(self.frames_out);
+            self.frames_out = 0;
+        }
+        result
+    }
+
+    fn poll_steps(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        loop {
+            let mut progress = false;
+            if self.phase == Phase::Open {
+                if let Some(request) = self.handle.take_close_request() {
+                    self.start_close(request.code, &request.reason);
+                } else if self.handle.overflowed() {
+                    self.server.metrics.error(ErrorKind::slow_consumer);
+                    self.start_close(CLOSE_SLOW_CONSUMER, "Outbound queue overflow");
+                }
+            }
+            self.poll_timers(cx);
+            progress |= self.drive_calls(cx);
+            if self.peer_close.is_some() {
+                self.finish_peer_close();
+            }
+            if self.phase == Phase::Open && self.out.len() < self.server.limits.write_buffer_bytes {
+                let moved = self
+                    .handle
+                    .drain_into(&mut self.out, self.server.limits.write_buffer_bytes);
+                self.frames_out += moved as u64;
+            }
+            if self.may_read() {
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(())) => progress = true,
+                    Poll::Ready(Err(err)) => {
+                        self.lost(&err);
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            match self.poll_write(cx) {
+                Poll::Ready(Err(err)) => {
+                    self.lost(&err);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) => {
+                    let idle =
+                        self.call.is_none() && self.inbox.is_empty() && self.received.is_empty();
+                    if self.phase == Phase::Closed || (self.read_eof && idle) {
+                        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Reading stops while too many received messages wait for processing and while too much
+    /// output is unwritten. It goes on while a call is in flight, so that replies to the
+    /// server's own invokes (which a handler may be waiting for) still arrive.
+    fn may_read(&mut self) -> bool {
+        if self.read_eof || self.phase == Phase::Closed || self.peer_close.is_some() {
+            return false;
+        }
+        let limits = &self.server.limits;
+        let held_back = self.queued_bytes >= limits.inbound_queue_bytes
+            || self.out.len() - self.written >= limits.write_buffer_bytes;
+        if held_back {
+            // The client is not at fault while we hold back: do not count it as silence.
+            self.last_seen = Instant::now();
+        }
+        !held_back
+    }
+
+    fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let io = &mut self.io;
+        let mut messages = Vec::new();
+        let outcome = SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let filled = buf.filled();
+                    if filled.is_empty() {
+                        return Poll::Ready(Ok(None));
+                    }
+                    Poll::Ready(Ok(Some(self.reader.feed(filled, &mut messages))))
+                }
+                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        match outcome {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Ready(Ok(None)) => {
+                self.read_eof = true;
+                if self.ending.is_none() {
+                    self.ending = Some(Ending {
+                        code: 1006,
+                        reason: "peer closed the TCP connection".to_owned(),
+                    });
+                }
+                if self.phase != Phase::Open {
+                    self.phase = Phase::Closed;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(Some(parsed))) => {
+                self.last_seen = Instant::now();
+                self.on_messages(messages);
+                if let Err(err) = parsed {
+                    let kind = match err {
+                        frame::FrameError::TooLarge { .. } => ErrorKind::message_too_large,
+                        _ => ErrorKind::bad_frame,
+                    };
+                    self.server.metrics.error(kind);
+                    self.start_close(err.close_code(), &err.to_string());
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    /// Feeds bytes that arrived with the HTTP upgrade.
+    fn absorb(&mut self, bytes: &[u8]) {
+        let mut messages = Vec::new();
+        let parsed = self.reader.feed(bytes, &mut messages);
+        self.on_messages(messages);
+        if let Err(err) = parsed {
+            self.server.metrics.error(ErrorKind::bad_frame);
+            self.start_close(err.close_code(), &err.to_string());
+        }
+    }
+
+    fn on_messages(&mut self, messages: Vec<Message>) {
+        let mut data_messages = 0;
+        for message in messages {
+            match message {
+                Message::Text(payload) => {
+                    data_messages += 1;
+                    self.on_data(payload, false);
+                }
+                Message::Binary(payload) => {
+                    data_messages += 1;
+                    self.on_data(payload, true);
+                }
+                Message::Ping(payload) => {
+                    if self.phase != Phase::Closed {
+                        self.write_control(OpCode::Pong, &payload);
+                    }
+                }
+                Message::Pong(_) => {}
+                Message::Close(status) => self.on_close_frame(status),
+            }
+        }
+        if data_messages > 0 {
+            self.server.metrics.messages_in.inc_by(data_messages);
+        }
+    }
+
+    fn on_data(&mut self, payload: Bytes, binary: bool) {
+        if self.phase != Phase::Open || self.peer_close.is_some() {
+            return;
+        }
+        if self.session.is_open() && self.received.is_empty() {
+            self.decode(&payload, binary);
+        } else {
+            self.queued_bytes += payload.len();
+            let message = if binary {
+                Message::Binary(payload)
+            } else {
+                Message::Text(payload)
+            };
+            self.received.push_back(message);
+        }
+    }
+
+    /// Decodes a data message into the inbox. Replies to the server's own invokes are delivered
+    /// at once: a handler may be waiting for one, and they need no ordering.
+    fn decode(&mut self, payload: &[u8], binary: bool) {
+        let mut items = Vec::new();
+        self.session
+            .decode(&self.endpoint.encoding, payload, binary, &mut items);
+        let mut weight = payload.len();
+        for item in items {
+            match item {
+                Inbound::Packet(Packet::Reply { id, result }) => self.handle.resolve(id, result),
+                Inbound::Pong => {
+                    // SocketCluster checks token expiry on every pong too.
+                    self.handle.expire_auth();
+                }
+                other => {
+                    self.queued_bytes += weight;
+                    self.inbox.push_back((other, weight));
+                    weight = 0;
+                }
+            }
+        }
+    }
+
+    fn on_close_frame(&mut self, status: Option<(u16, String)>) {
+        match self.phase {
+            Phase::Open if self.peer_close.is_none() => {
+                // The peer started the close handshake. What it sent before the close frame is
+                // still processed; the echo of its code goes out once that is done.
+                let body = match &status {
+                    Some((code, _)) => code.to_be_bytes().to_vec(),
+                    None => Vec::new(),
+                };
+                let (code, reason) = status.unwrap_or((1005, String::new()));
+                self.ending = Some(Ending { code, reason });
+                self.peer_close = Some(body);
+            }
+            Phase::Open => {}
+            Phase::Closing | Phase::Closed => self.phase = Phase::Closed,
+        }
+    }
+
+    /// Once the work that came before the peer's close frame is done, answers the close.
+    fn finish_peer_close(&mut self) {
+        let idle = self.call.is_none() && self.inbox.is_empty() && self.received.is_empty();
+        if !idle || self.phase != Phase::Open {
+            return;
+        }
+        if let Some(body) = self.peer_close.take() {
+            self.write_control(OpCode::Close, &body);
+            self.discard_work();
+            self.phase = Phase::Closed;
+        }
+    }
+
+    /// Processes queued items in order; one call may be in flight at a time.
+    fn drive_calls(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if let Some(call) = self.call.as_mut() {
+                let Poll::Ready(result) = call.future.as_mut().poll(cx) else {
+                    break;
+                };
+                let (id, kind) = (call.id, call.kind);
+                self.call = None;
+                progress = true;
+                self.finish_call(id, kind, result);
+            }
+            if self.phase != Phase::Open
+                || self.paused_until.is_some()
+                || self.out.len() - self.written >= self.server.limits.write_buffer_bytes
+            {
+                break;
+            }
+            if self.inbox.is_empty() {
+                let Some(message) = self.received.pop_front() else {
+                    break;
+                };
+                let (payload, binary) = match message {
+                    Message::Binary(bytes) => (bytes, true),
+                    Message::Text(bytes) => (bytes, false),
+                    _ => continue,
+                };
+                self.queued_bytes -= payload.len();
+                self.decode(&payload, binary);
+                progress = true;
+                continue;
+            }
+            if let Err(until) = self.budget.take(Instant::now()) {
+                self.paused_until = Some(until);
+                // A new deadline: let the caller loop once more so the timer learns of it.
+                progress = true;
+                break;
+            }
+            if let Some((item, weight)) = self.inbox.pop_front() {
+                self.queued_bytes -= weight;
+                progress = true;
+                self.on_inbound(item);
+            }
+        }
+        if self.inbox.is_empty() && self.inbox.capacity() > 16 {
+            self.inbox = VecDeque::new();
+        }
+        if self.received.is_empty() && self.received.capacity() > 16 {
+            self.received = VecDeque::new();
+        }
+        progress
+    }
+
+    fn on_inbound(&mut self, item: Inbound) {
+        match item {
+            Inbound::Pong => {}
+            Inbound::Close(code, reason) => {
+                self.server.metrics.error(ErrorKind::protocol_violation);
+                self.start_close(code, &reason);
+            }
+            Inbound::Packet(packet) => self.on_packet(packet),
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet) {
+        if self.session.is_open() {
+            self.handle.expire_auth();
+        }
+        let hub = self.handle.hub().clone();
+        let handle = self.handle.clone();
+        let (id, kind, future) = match packet {
+            Packet::Handshake { id, auth_token } => {
+                // The client has made its opening move: the deadline no longer applies.
+                self.handshake_deadline = None;
+                let ping_timeout = self.endpoint.ping_timeout.as_millis() as u64;
+                (
+                    Some(id),
+                    CallKind::Handshake,
+                    hub.handshake(handle, auth_token, ping_timeout),
+                )
+            }
+            Packet::Call { id, route, data } => {
+                let future = match (hub.check_call(&handle, &route), &self.endpoint.encoding) {
+                    (Err(err), _) => Box::pin(std::future::ready(Err(err))) as CallFuture,
+                    (Ok(_), Encoding::Protobuf(schema)) if route == "#api" && schema.has_api() => {
+                        crate::api::call(
+                            schema.clone(),
+                            self.endpoint.routes.clone(),
+                            self.endpoint.api_routes.clone(),
+                            handle,
+                            data,
+                        )
+                    }
+                    (Ok(_), _) => self
+                        .endpoint
+                        .routes
+                        .call(&handle, &route, data, id.is_none()),
+                };
+                (id, CallKind::Call, future)
+            }
+            Packet::Subscribe {
+                id: Some(id),
+                channel,
+                data,
+            } => (
+                Some(id),
+                CallKind::Call,
+                hub.subscribe(handle, channel, data),
+            ),
+            // As the official server: a transmitted #subscribe subscribes nobody.
+            Packet::Subscribe { id: None, .. } => return,
+            Packet::Unsubscribe { id, channel } => {
+                (id, CallKind::Call, hub.unsubscribe(handle, channel))
+            }
+            Packet::Publish { id, channel, data } => {
+                (id, CallKind::Call, hub.publish(handle, channel, data))
+            }
+            Packet::Authenticate { id, token } => {
+                (Some(id), CallKind::Call, hub.authenticate(handle, token))
+            }
+            Packet::Deauthenticate => {
+                // The client dropped its token itself: no #removeAuthToken back.
+                hub.drop_claims(&handle);
+                return;
+            }
+            Packet::Authorize { id, payload } => {
+                self.handshake_deadline = None;
+                let authorizer = self.endpoint.authorizer;
+                (
+                    Some(id),
+                    CallKind::Handshake,
+                    hub.authorize(handle, authorizer, payload),
+                )
+            }
+            Packet::Invalid { id: None, error } => {
+                self.server.metrics.error(ErrorKind::invalid_request);
+                let mut payload = Vec::new();
+                if let Some(kind) = self.session.encode_unanswered_error(&error, &mut payload) {
+                    self.write_data(kind, &payload);
+                }
+                return;
+            }
+            Packet::Invalid { id, error } => {
+                self.server.metrics.error(ErrorKind::invalid_request);
+                (
+                    id,
+                    CallKind::Call,
+                    Box::pin(std::future::ready(Err(error))) as CallFuture,
+                )
+            }
+            // Replies are delivered as soon as they are decoded.
+            Packet::Reply { id, result } => {
+                self.handle.resolve(id, result);
+                return;
+            }
+            Packet::Disconnect { code, reason } => {
+                let code = code
+                    .filter(|c| matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999))
+                    .unwrap_or(1000);
+                let reason = match reason {
+                    Some(serde_json::Value::String(text)) => text,
+                    _ => String::new(),
+                };
+                self.start_close(code, &reason);
+                return;
+            }
+            Packet::Raw(_) => {
+                self.server.metrics.error(ErrorKind::raw_message);
+                return;
+            }
+        };
+        self.call = Some(InFlight { id, kind, future });
+    }
+
+    fn finish_call(&mut self, id: Option<CallId>, kind: CallKind, result: CallResult) {
+        if kind == CallKind::Handshake {
+            return self.finish_handshake(id, result);
+        }
+        if let Err(err) = &result {
+            self.server.metrics.error(classify_error(err));
+        }
+        let Some(id) = id else {
+            if let Err(err) = result {
+                tracing::debug!(connection = self.handle.id(), error = %err, "transmit failed");
+            }
+            return;
+        };
+        self.write_reply(id, &result);
+    }
+
+    /// Encodes and queues the reply to call `id`.
+    fn write_reply(&mut self, id: CallId, result: &CallResult) {
+        let codec = &self.endpoint.encoding;
+        let mut payload = Vec::new();
+        let encoded = match result {
+            Ok(data) => self
+                .session
+                .encode_reply(codec, id, Ok(data.as_ref()), &mut payload),
+            Err(err) => self.session.encode_reply(codec, id, Err(err), &mut payload),
+        };
+        match encoded {
+            Ok(Some(kind)) => self.write_data(kind, &payload),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "could not encode a reply");
+                payload.clear();
+                let fallback = ApiError::internal("The reply could not be encoded");
+                if let Ok(Some(kind)) =
+                    self.session
+                        .encode_reply(codec, id, Err(&fallback), &mut payload)
+                {
+                    self.write_data(kind, &payload);
+                }
+            }
+        }
+    }
+
+    /// Finishes the opening exchange (SocketCluster's handshake, CTProto's authorize).
+    fn finish_handshake(&mut self, id: Option<CallId>, result: CallResult) {
+        match &result {
+            Ok(_) => {
+                self.session.open();
+                self.next_ping
+                    .get_or_insert(Instant::now() + self.endpoint.ping_interval);
+                if let Some(id) = id {
+                    self.write_reply(id, &result);
+                }
+            }
+            Err(err) => {
+                let (code, reason, reply) = self.session.opening_refused(err);
+                if let (Some(id), true) = (id, reply) {
+                    self.write_reply(id, &result);
+                }
+                self.server.metrics.error(ErrorKind::handshake_rejected);
+                self.start_close(code, &reason);
+            }
+        }
+    }
+
+    fn poll_timers(&mut self, cx: &mut TaskContext<'_>) {
+        loop {
+            let now = Instant::now();
+            if self.handshake_deadline.is_some_and(|t| now >= t) {
+                self.handshake_deadline = None;
+                self.server.metrics.error(ErrorKind::handshake_timeout);
+                let (code, reason) = self.session.opening_timeout();
+                self.start_close(code, reason);
+            }
+            if self.phase == Phase::Open && self.session.is_open() {
+                if now.duration_since(self.last_seen) >= self.endpoint.ping_timeout {
+                    self.server.metrics.error(ErrorKind::pong_timeout);
+                    self.start_close(socketcluster::CLOSE_PONG_TIMEOUT, "Client pong timed out");
+                } else if self.next_ping.is_some_and(|t| now >= t) {
+                    self.frames_out += self
+                        .session
+                        .write_pings(&self.endpoint.encoding, &mut self.out);
+                    self.next_ping = Some(now + self.endpoint.ping_interval);
+                }
+            }
+            if self.close_deadline.is_some_and(|t| now >= t) {
+                self.close_deadline = None;
+                self.phase = Phase::Closed;
+            }
+            if self.paused_until.is_some_and(|t| now >= t) {
+                self.paused_until = None;
+            }
+            let Some(deadline) = self.next_deadline() else {
+                return;
+            };
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let pong_deadline = (self.phase == Phase::Open && self.session.is_open())
+            .then(|| self.last_seen + self.endpoint.ping_timeout);
+        [
+            self.handshake_deadline,
+            self.next_ping.filter(|_| self.phase == Phase::Open),
+            pong_deadline,
+            self.close_deadline,
+            self.paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn poll_write(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Everything is out: release the buffer so an idle connection holds none.
+        self.out = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Starts the close handshake: what is already queued goes first, then our close frame.
+    fn start_close(&mut self, code: u16, reason: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.discard_work();
+        self.frames_out += self.handle.drain_into(&mut self.out, usize::MAX) as u64;
+        self.handle.mark_closed();
+        self.write_control(OpCode::Close, &frame::close_body(code, reason));
+        self.ending = Some(Ending {
+            code,
+            reason: reason.to_owned(),
+        });
+        // If the peer's close frame already arrived, ours answers it and the handshake is over.
+        self.phase = if self.peer_close.take().is_some() {
+            Phase::Closed
+        } else {
+            Phase::Closing
+        };
+        self.close_deadline =
+            Some(Instant::now() + Duration::from_millis(self.server.limits.close_timeout_ms));
+    }
+
+    fn discard_work(&mut self) {
+        self.received.clear();
+        self.inbox.clear();
+        self.queued_bytes = 0;
+        self.call = None;
+        self.handle.mark_closed();
+    }
+
+    fn write_data(&mut self, kind: FrameKind, payload: &[u8]) {
+        let opcode = match kind {
+            FrameKind::Text => OpCode::Text,
+            FrameKind::Binary => OpCode::Binary,
+        };
+        frame::write_frame(&mut self.out, opcode, payload);
+        self.frames_out += 1;
+    }
+
+    fn write_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        frame::write_frame(&mut self.out, opcode, payload);
+    }
+
+    fn lost(&mut self, err: &io::Error) {
+        self.server.metrics.error(ErrorKind::io);
+        if self.ending.is_none() {
+            self.ending = Some(Ending {
+                code: 1006,
+                reason: err.to_string(),
+            });
+        }
+    }
+}
+
+fn classify_error(err: &ApiError) -> ErrorKind {
+    if err.name == ApiError::NOT_FOUND {
+        ErrorKind::not_found
+    } else if crate::router::is_panic_error(err) {
+        ErrorKind::handler_panic
+    } else {
+        ErrorKind::handler_error
+    }
+}

@@ -1,0 +1,913 @@
+//! The SocketCluster dialect (protocol v1 and v2): classifies decoded frames into packets, knows
+//! the ping strings and the handshake rules, and encodes replies, events and the handshake reply.
+//!
+//! Facts followed here, all verified against the official clients: `cid`/`rid` must be JSON
+//! numbers (a string `cid` makes the message a transmit); `#handshake` must be an invoke (else
+//! close 4008) and must come first (else close 4009, even for a pong); v1 pings are `#1`/`#2` and
+//! v2 pings are empty text frames; both can be served on one endpoint by sending both pings.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{CallId, Inbound, Packet};
+use crate::codec::{CodecError, CodecState, Decoded, Encoding, Envelope, FrameKind};
+use crate::error::ApiError;
+
+/// Close code: no `#handshake` within the handshake timeout.
+pub const CLOSE_HANDSHAKE_TIMEOUT: u16 = 4005;
+/// Close code: no message (pong or otherwise) from the client within `pingTimeout`.
+pub const CLOSE_PONG_TIMEOUT: u16 = 4001;
+/// Close code: the `#handshake` (or `#authenticate`) was not an invoke with a numeric `cid`.
+pub const CLOSE_MALFORMED_HANDSHAKE: u16 = 4008;
+/// Close code: a message arrived before the handshake.
+pub const CLOSE_BEFORE_HANDSHAKE: u16 = 4009;
+
+/// Error name for malformed reserved events and refused actions (as sc-errors).
+pub const INVALID_ACTION: &str = "InvalidActionError";
+/// The error name for a message that could not be read (nested too deeply).
+pub const INVALID_MESSAGE: &str = "InvalidMessageError";
+/// Error name for failed subscribe and unsubscribe operations (as sc-errors).
+pub const BROKER_ERROR: &str = "BrokerError";
+
+/// Which SocketCluster protocol version an endpoint speaks. There is no negotiation on the wire;
+/// `Both` serves v1 (client ≤ 14) and v2 (client ≥ 15) on one endpoint by sending both pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolVersion {
+    /// Protocol v1: ping `#1`, pong `#2`, `#disconnect` honoured.
+    #[serde(rename = "1")]
+    V1,
+    /// Protocol v2: ping and pong are empty text frames.
+    #[serde(rename = "2")]
+    V2,
+    /// Serve both: send `''` and `#1` at each ping, accept `''` or `#2` as a pong.
+    #[default]
+    Both,
+}
+
+impl ProtocolVersion {
+    /// The text frames to send at each ping interval.
+    pub fn ping_frames(self) -> &'static [&'static str] {
+        match self {
+            Self::V1 => &["#1"],
+            Self::V2 => &[""],
+            Self::Both => &["", "#1"],
+        }
+    }
+
+    fn is_pong(self, text: &[u8]) -> bool {
+        match text {
+            b"" => self != Self::V1,
+            b"#2" => self != Self::V2,
+            _ => false,
+        }
+    }
+}
+
+/// Per-connection dialect state.
+#[derive(Debug)]
+pub struct Session {
+    version: ProtocolVersion,
+    handshaken: bool,
+    codec: CodecState,
+}
+
+impl Session {
+    /// A session that has not seen its handshake yet.
+    pub fn new(version: ProtocolVersion) -> Self {
+        Self {
+            version,
+            handshaken: false,
+            codec: CodecState::default(),
+        }
+    }
+
+    /// The protocol version this session speaks.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Whether the handshake has been answered.
+    pub fn is_handshaken(&self) -> bool {
+        self.handshaken
+    }
+
+    /// Marks the handshake as answered; later packets are accepted.
+    pub fn set_handshaken(&mut self) {
+        self.handshaken = true;
+    }
+
+    /// Decodes one data frame and appends what it means to `out`. Processing of a frame stops at
+    /// the first [`Inbound::Close`].
+    pub fn decode(
+        &mut self,
+        encoding: &Encoding,
+        payload: &[u8],
+        binary: bool,
+        out: &mut Vec<Inbound>,
+    ) {
+        if !binary && self.version.is_pong(payload) {
+            out.push(if self.handshaken {
+                Inbound::Pong
+            } else {
+                Inbound::Close(
+                    CLOSE_BEFORE_HANDSHAKE,
+                    "Message received before handshake".into(),
+                )
+            });
+            return;
+        }
+        match encoding.decode(payload, binary, &mut self.codec) {
+            // Protocol v1 through a binary codec: the pong is `#2` encoded by the codec.
+            Decoded::Raw(text) if binary && text == "#2" && self.version != ProtocolVersion::V2 => {
+                out.push(if self.handshaken {
+                    Inbound::Pong
+                } else {
+                    Inbound::Close(
+                        CLOSE_BEFORE_HANDSHAKE,
+                        "Message received before handshake".into(),
+                    )
+                });
+            }
+            Decoded::Raw(text) => out.push(self.raw(text)),
+            Decoded::TooDeep { cid } => out.push(if self.handshaken {
+                Inbound::Packet(too_deep(cid))
+            } else {
+                Inbound::Close(
+                    CLOSE_BEFORE_HANDSHAKE,
+                    "Message received before handshake".into(),
+                )
+            }),
+            Decoded::Packets(values) => {
+                // Only the first packet of a batch can be the handshake; later ones are
+                // classified as if it had been answered, which the connection does in order.
+                let mut handshaken = self.handshaken;
+                for value in values {
+                    let item = classify(value, handshaken, self.version);
+                    handshaken |= matches!(item, Inbound::Packet(Packet::Handshake { .. }));
+                    let stop = matches!(item, Inbound::Close(..));
+                    out.push(item);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes the reply to call `rid` (the codec may need what it saw of the request).
+    pub fn encode_reply(
+        &mut self,
+        encoding: &Encoding,
+        rid: CallId,
+        result: Result<Option<&Value>, &ApiError>,
+        out: &mut Vec<u8>,
+    ) -> Result<FrameKind, CodecError> {
+        encoding.encode(&Envelope::Reply { rid, result }, &mut self.codec, out)
+    }
+
+    fn raw(&self, text: String) -> Inbound {
+        if self.handshaken {
+            Inbound::Packet(Packet::Raw(text))
+        } else {
+            Inbound::Close(
+                CLOSE_BEFORE_HANDSHAKE,
+                "Message received before handshake".into(),
+            )
+        }
+    }
+}
+
+/// Classifies one decoded packet, following `_processInboundPacket` of the official server.
+fn classify(value: Value, handshaken: bool, version: ProtocolVersion) -> Inbound {
+    let before_handshake = || {
+        Inbound::Close(
+            CLOSE_BEFORE_HANDSHAKE,
+            "Message received before handshake".into(),
+        )
+    };
+    let Value::Object(mut map) = value else {
+        return if handshaken {
+            Inbound::Packet(Packet::Raw(value.to_string()))
+        } else {
+            before_handshake()
+        };
+    };
+    let cid = map.get("cid").and_then(Value::as_u64);
+    match map.remove("event") {
+        Some(Value::String(event)) => {
+            let data = map.remove("data");
+            if event == "#handshake" {
+                let Some(id) = cid else {
+                    return Inbound::Close(
+                        CLOSE_MALFORMED_HANDSHAKE,
+                        "Handshake request was malformatted".into(),
+                    );
+                };
+                return Inbound::Packet(Packet::Handshake {
+                    id,
+                    auth_token: auth_token(data.as_ref()),
+                });
+            }
+            if !handshaken {
+                return before_handshake();
+            }
+            Inbound::Packet(match event.as_str() {
+                "#disconnect" if version != ProtocolVersion::V2 => disconnect(data),
+                "#subscribe" => subscribe(cid, data),
+                "#unsubscribe" => match data {
+                    Some(Value::String(channel)) => Packet::Unsubscribe { id: cid, channel },
+                    _ => invalid(cid, "Unsubscribe channel name was malformatted"),
+                },
+                "#publish" => publish(cid, data),
+                "#authenticate" => {
+                    let Some(id) = cid else {
+                        return Inbound::Close(
+                            CLOSE_MALFORMED_HANDSHAKE,
+                            "Authenticate request was malformatted".into(),
+                        );
+                    };
+                    let token = match data {
+                        Some(Value::String(token)) => Some(token),
+                        _ => None,
+                    };
+                    Packet::Authenticate { id, token }
+                }
+                "#removeAuthToken" => Packet::Deauthenticate,
+                _ => Packet::Call {
+                    id: cid,
+                    route: event,
+                    data,
+                },
+            })
+        }
+        event => {
+            if !handshaken {
+                return before_handshake();
+            }
+            match map.get("rid").and_then(Value::as_u64) {
+                Some(id) => Inbound::Packet(Packet::Reply {
+                    id,
+                    result: reply_result(&mut map),
+                }),
+                None => {
+                    if let Some(event) = event {
+                        map.insert("event".to_owned(), event);
+                    }
+                    Inbound::Packet(Packet::Raw(Value::Object(map).to_string()))
+                }
+            }
+        }
+    }
+}
+
+/// `#subscribe` data is `{channel, data?, waitForAuth?}`; protocol v1 clients may send the bare
+/// channel name.
+fn subscribe(id: Option<CallId>, data: Option<Value>) -> Packet {
+    match data {
+        Some(Value::Object(mut fields)) => match fields.remove("channel") {
+            Some(Value::String(channel)) => Packet::Subscribe {
+                id,
+                channel,
+                data: fields.remove("data"),
+            },
+            _ => invalid(id, "Subscribe channel name was malformatted"),
+        },
+        Some(Value::String(channel)) => Packet::Subscribe {
+            id,
+            channel,
+            data: None,
+        },
+        _ => invalid(id, "Subscribe channel name was malformatted"),
+    }
+}
+
+/// `#publish` data is `{channel, data?}`.
+fn publish(id: Option<CallId>, data: Option<Value>) -> Packet {
+    match data {
+        Some(Value::Object(mut fields)) => match fields.remove("channel") {
+            Some(Value::String(channel)) => Packet::Publish {
+                id,
+                channel,
+                data: fields.remove("data"),
+            },
+            _ => invalid(id, "Publish channel name was malformatted"),
+        },
+        _ => invalid(id, "Publish channel name was malformatted"),
+    }
+}
+
+/// A packet nested too deeply to read: answered with `InvalidMessageError` when it has a call id.
+fn too_deep(id: Option<CallId>) -> Packet {
+    Packet::Invalid {
+        id,
+        error: ApiError::new(
+            INVALID_MESSAGE,
+            format!(
+                "The message nests arrays or objects more than {} levels deep",
+                crate::codec::json::MAX_DEPTH
+            ),
+        ),
+    }
+}
+
+fn invalid(id: Option<CallId>, message: &str) -> Packet {
+    Packet::Invalid {
+        id,
+        error: ApiError::new(INVALID_ACTION, message),
+    }
+}
+
+fn auth_token(data: Option<&Value>) -> Option<String> {
+    data?.get("authToken")?.as_str().map(str::to_owned)
+}
+
+fn disconnect(data: Option<Value>) -> Packet {
+    let mut data = match data {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    Packet::Disconnect {
+        code: data
+            .get("code")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok()),
+        reason: data.remove("data"),
+    }
+}
+
+fn reply_result(map: &mut Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    match map.remove("error") {
+        Some(Value::Null) | None => Ok(map.remove("data")),
+        Some(error) => Err(ApiError::from_value(error)),
+    }
+}
+
+/// The data of a handshake reply: `{id, pingTimeout, [authError], isAuthenticated}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandshakeReply<'a> {
+    /// The socket id (20 URL-safe base64 characters).
+    pub id: &'a str,
+    /// Milliseconds the client may go without a ping before it gives up (the client's watchdog).
+    pub ping_timeout: u64,
+    /// Present only when a token was offered and failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_error: Option<&'a ApiError>,
+    /// Whether the offered token was accepted.
+    pub is_authenticated: bool,
+}
+
+/// Encodes a reply to call `rid` outside a session (for codecs that need no memory of the
+/// request, and for tests).
+pub fn encode_reply(
+    encoding: &Encoding,
+    rid: CallId,
+    result: Result<Option<&Value>, &ApiError>,
+    out: &mut Vec<u8>,
+) -> Result<FrameKind, CodecError> {
+    encoding.encode(
+        &Envelope::Reply { rid, result },
+        &mut CodecState::default(),
+        out,
+    )
+}
+
+/// Encodes a transmit (`cid: None`) or an invoke.
+pub fn encode_event(
+    encoding: &Encoding,
+    event: &str,
+    data: Option<&Value>,
+    cid: Option<CallId>,
+    out: &mut Vec<u8>,
+) -> Result<FrameKind, CodecError> {
+    encoding.encode(
+        &Envelope::Event { event, data, cid },
+        &mut CodecState::default(),
+        out,
+    )
+}
+
+/// Encodes a publication delivered to a subscriber:
+/// `{"event":"#publish","data":{"channel":…,"data":…}}`.
+pub fn encode_publication(
+    encoding: &Encoding,
+    channel: &str,
+    data: Option<&Value>,
+    out: &mut Vec<u8>,
+) -> Result<FrameKind, CodecError> {
+    let mut body = serde_json::Map::with_capacity(2);
+    body.insert("channel".to_owned(), Value::String(channel.to_owned()));
+    if let Some(data) = data {
+        body.insert("data".to_owned(), data.clone());
+    }
+    let body = Value::Object(body);
+    encode_event(encoding, "#publish", Some(&body), None, out)
+}
+
+/// Encodes the reply to `#handshake`.
+pub fn encode_handshake_reply(
+    encoding: &Encoding,
+    rid: CallId,
+    reply: &HandshakeReply<'_>,
+    out: &mut Vec<u8>,
+) -> Result<FrameKind, CodecError> {
+    let data = serde_json::to_value(reply).map_err(|e| CodecError::Encode(e.to_string()))?;
+    encode_reply(encoding, rid, Ok(Some(&data)), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(session: &mut Session, frame: &str) -> Vec<Inbound> {
+        let mut out = Vec::new();
+        session.decode(&Encoding::Json, frame.as_bytes(), false, &mut out);
+        out
+    }
+
+    fn ready(version: ProtocolVersion) -> Session {
+        let mut session = Session::new(version);
+        session.set_handshaken();
+        session
+    }
+
+    #[test]
+    fn too_deep_packets_are_answered_by_cid() {
+        let deep = format!("{}1{}", "[".repeat(1000), "]".repeat(1000));
+        let mut session = ready(ProtocolVersion::Both);
+        let frame = format!(r#"{{"event":"echo","data":{deep},"cid":4}}"#);
+        assert_eq!(
+            decode(&mut session, &frame),
+            [Inbound::Packet(Packet::Invalid {
+                id: Some(4),
+                error: ApiError::new(
+                    "InvalidMessageError",
+                    "The message nests arrays or objects more than 128 levels deep"
+                )
+            })]
+        );
+        let mut session = Session::new(ProtocolVersion::Both);
+        assert_eq!(
+            decode(&mut session, &frame),
+            [Inbound::Close(
+                4009,
+                "Message received before handshake".into()
+            )]
+        );
+    }
+
+    fn text(frame: Result<FrameKind, CodecError>, out: Vec<u8>) -> String {
+        assert_eq!(frame.unwrap(), FrameKind::Text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_official_handshake() {
+        let mut session = Session::new(ProtocolVersion::Both);
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#handshake","data":{"authToken":null},"cid":1}"##
+            ),
+            [Inbound::Packet(Packet::Handshake {
+                id: 1,
+                auth_token: None
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#handshake","data":{"authToken":"abc.def.ghi"},"cid":11}"##
+            ),
+            [Inbound::Packet(Packet::Handshake {
+                id: 11,
+                auth_token: Some("abc.def.ghi".into())
+            })]
+        );
+        // `data` left out is treated like `{}`.
+        assert_eq!(
+            decode(&mut session, r##"{"event":"#handshake","cid":3}"##),
+            [Inbound::Packet(Packet::Handshake {
+                id: 3,
+                auth_token: None
+            })]
+        );
+    }
+
+    #[test]
+    fn handshake_without_numeric_cid_closes_4008() {
+        let mut session = Session::new(ProtocolVersion::Both);
+        for frame in [
+            r##"{"event":"#handshake","data":{}}"##,
+            r##"{"event":"#handshake","cid":"1"}"##,
+        ] {
+            assert_eq!(
+                decode(&mut session, frame),
+                [Inbound::Close(
+                    4008,
+                    "Handshake request was malformatted".into()
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn anything_before_the_handshake_closes_4009() {
+        let mut session = Session::new(ProtocolVersion::Both);
+        for frame in [
+            r#"{"event":"echo","data":1,"cid":1}"#,
+            r#"{"rid":1}"#,
+            "hello",
+            "",
+            "#2",
+            "[1]",
+            "{}",
+        ] {
+            assert_eq!(
+                decode(&mut session, frame),
+                [Inbound::Close(
+                    4009,
+                    "Message received before handshake".into()
+                )],
+                "frame {frame:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn classifies_invokes_transmits_and_replies() {
+        let mut session = ready(ProtocolVersion::V2);
+        assert_eq!(
+            decode(
+                &mut session,
+                r#"{"event":"add","data":{"a":1,"b":2},"cid":2}"#
+            ),
+            [Inbound::Packet(Packet::Call {
+                id: Some(2),
+                route: "add".into(),
+                data: Some(json!({"a":1,"b":2}))
+            })]
+        );
+        assert_eq!(
+            decode(&mut session, r#"{"event":"hello","data":{"w":"world"}}"#),
+            [Inbound::Packet(Packet::Call {
+                id: None,
+                route: "hello".into(),
+                data: Some(json!({"w":"world"}))
+            })]
+        );
+        assert_eq!(
+            decode(&mut session, r#"{"event":"callme"}"#),
+            [Inbound::Packet(Packet::Call {
+                id: None,
+                route: "callme".into(),
+                data: None
+            })]
+        );
+        // A string cid makes it a transmit, as in the official server.
+        assert_eq!(
+            decode(&mut session, r#"{"event":"x","cid":"5"}"#),
+            [Inbound::Packet(Packet::Call {
+                id: None,
+                route: "x".into(),
+                data: None
+            })]
+        );
+        assert_eq!(
+            decode(&mut session, r#"{"rid":1,"data":{"answer":2}}"#),
+            [Inbound::Packet(Packet::Reply {
+                id: 1,
+                result: Ok(Some(json!({"answer":2})))
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r#"{"rid":4,"error":{"name":"Nope","message":"no"}}"#
+            ),
+            [Inbound::Packet(Packet::Reply {
+                id: 4,
+                result: Err(ApiError::new("Nope", "no"))
+            })]
+        );
+        assert_eq!(
+            decode(&mut session, r#"{"rid":4,"error":null,"data":7}"#),
+            [Inbound::Packet(Packet::Reply {
+                id: 4,
+                result: Ok(Some(json!(7)))
+            })]
+        );
+    }
+
+    #[test]
+    fn unknown_shapes_are_raw_after_the_handshake() {
+        let mut session = ready(ProtocolVersion::Both);
+        assert_eq!(
+            decode(&mut session, "hello"),
+            [Inbound::Packet(Packet::Raw("hello".into()))]
+        );
+        assert_eq!(
+            decode(&mut session, r#"{"x":1}"#),
+            [Inbound::Packet(Packet::Raw(r#"{"x":1}"#.into()))]
+        );
+        assert_eq!(
+            decode(&mut session, "[5]"),
+            [Inbound::Packet(Packet::Raw("5".into()))]
+        );
+    }
+
+    #[test]
+    fn batches_are_processed_in_order() {
+        let mut session = ready(ProtocolVersion::Both);
+        let out = decode(
+            &mut session,
+            r#"[{"event":"hello","data":1},{"event":"hello","data":2}]"#,
+        );
+        assert_eq!(
+            out,
+            [
+                Inbound::Packet(Packet::Call {
+                    id: None,
+                    route: "hello".into(),
+                    data: Some(json!(1))
+                }),
+                Inbound::Packet(Packet::Call {
+                    id: None,
+                    route: "hello".into(),
+                    data: Some(json!(2))
+                }),
+            ]
+        );
+        // A batch may open with the handshake.
+        let mut fresh = Session::new(ProtocolVersion::Both);
+        let out = decode(
+            &mut fresh,
+            r##"[{"event":"#handshake","cid":1},{"event":"echo","cid":2}]"##,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(matches!(
+            out[1],
+            Inbound::Packet(Packet::Call { id: Some(2), .. })
+        ));
+    }
+
+    #[test]
+    fn pongs_by_version() {
+        assert_eq!(decode(&mut ready(ProtocolVersion::V2), ""), [Inbound::Pong]);
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::Both), ""),
+            [Inbound::Pong]
+        );
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::Both), "#2"),
+            [Inbound::Pong]
+        );
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::V1), "#2"),
+            [Inbound::Pong]
+        );
+        // A v1 endpoint treats an empty frame as raw text; a v2 one does so with "#2".
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::V1), ""),
+            [Inbound::Packet(Packet::Raw(String::new()))]
+        );
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::V2), "#2"),
+            [Inbound::Packet(Packet::Raw("#2".into()))]
+        );
+        assert_eq!(ProtocolVersion::Both.ping_frames(), ["", "#1"]);
+    }
+
+    #[test]
+    fn v1_disconnect_is_honoured_except_on_v2_endpoints() {
+        let frame = r##"{"event":"#disconnect","data":{"code":4100,"data":"done"}}"##;
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::Both), frame),
+            [Inbound::Packet(Packet::Disconnect {
+                code: Some(4100),
+                reason: Some(json!("done"))
+            })]
+        );
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::V2), frame),
+            [Inbound::Packet(Packet::Call {
+                id: None,
+                route: "#disconnect".into(),
+                data: Some(json!({"code":4100,"data":"done"}))
+            })]
+        );
+    }
+
+    #[test]
+    fn classifies_pubsub_and_auth_events() {
+        let mut session = ready(ProtocolVersion::Both);
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#subscribe","data":{"channel":"ch1","data":{"hi":1}},"cid":5}"##
+            ),
+            [Inbound::Packet(Packet::Subscribe {
+                id: Some(5),
+                channel: "ch1".into(),
+                data: Some(json!({"hi":1}))
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#subscribe","data":{"channel":"ch1","waitForAuth":true},"cid":6}"##
+            ),
+            [Inbound::Packet(Packet::Subscribe {
+                id: Some(6),
+                channel: "ch1".into(),
+                data: None
+            })]
+        );
+        // Protocol v1 clients may subscribe with the bare name.
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#subscribe","data":"ch2","cid":7}"##
+            ),
+            [Inbound::Packet(Packet::Subscribe {
+                id: Some(7),
+                channel: "ch2".into(),
+                data: None
+            })]
+        );
+        for frame in [
+            r##"{"event":"#subscribe","data":{"channel":5},"cid":8}"##,
+            r##"{"event":"#subscribe","data":[],"cid":8}"##,
+            r##"{"event":"#subscribe","cid":8}"##,
+        ] {
+            assert_eq!(
+                decode(&mut session, frame),
+                [Inbound::Packet(Packet::Invalid {
+                    id: Some(8),
+                    error: ApiError::new(
+                        "InvalidActionError",
+                        "Subscribe channel name was malformatted"
+                    )
+                })],
+                "{frame}"
+            );
+        }
+        assert_eq!(
+            decode(&mut session, r##"{"event":"#unsubscribe","data":"ch2"}"##),
+            [Inbound::Packet(Packet::Unsubscribe {
+                id: None,
+                channel: "ch2".into()
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#unsubscribe","data":{"channel":"ch2"},"cid":9}"##
+            ),
+            [Inbound::Packet(Packet::Invalid {
+                id: Some(9),
+                error: ApiError::new(
+                    "InvalidActionError",
+                    "Unsubscribe channel name was malformatted"
+                )
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#publish","data":{"channel":"ch1","data":{"x":1}},"cid":6}"##
+            ),
+            [Inbound::Packet(Packet::Publish {
+                id: Some(6),
+                channel: "ch1".into(),
+                data: Some(json!({"x":1}))
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#publish","data":{"channel":"ch1"}}"##
+            ),
+            [Inbound::Packet(Packet::Publish {
+                id: None,
+                channel: "ch1".into(),
+                data: None
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#publish","data":{"channel":null,"data":1},"cid":3}"##
+            ),
+            [Inbound::Packet(Packet::Invalid {
+                id: Some(3),
+                error: ApiError::new(
+                    "InvalidActionError",
+                    "Publish channel name was malformatted"
+                )
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#authenticate","data":"a.b.c","cid":9}"##
+            ),
+            [Inbound::Packet(Packet::Authenticate {
+                id: 9,
+                token: Some("a.b.c".into())
+            })]
+        );
+        assert_eq!(
+            decode(
+                &mut session,
+                r##"{"event":"#authenticate","data":"a.b.c"}"##
+            ),
+            [Inbound::Close(
+                4008,
+                "Authenticate request was malformatted".into()
+            )]
+        );
+        assert_eq!(
+            decode(&mut session, r##"{"event":"#removeAuthToken"}"##),
+            [Inbound::Packet(Packet::Deauthenticate)]
+        );
+        // Other names starting with `#` are ordinary procedures (as `#api`).
+        assert_eq!(
+            decode(&mut session, r##"{"event":"#api","data":1,"cid":2}"##),
+            [Inbound::Packet(Packet::Call {
+                id: Some(2),
+                route: "#api".into(),
+                data: Some(json!(1))
+            })]
+        );
+    }
+
+    #[test]
+    fn encodes_publications() {
+        let mut out = Vec::new();
+        let kind = encode_publication(&Encoding::Json, "ch1", Some(&json!({"x":1})), &mut out);
+        assert_eq!(
+            text(kind, out),
+            r##"{"event":"#publish","data":{"channel":"ch1","data":{"x":1}}}"##
+        );
+    }
+
+    #[test]
+    fn encodes_replies_events_and_the_handshake_reply() {
+        let mut out = Vec::new();
+        let reply = HandshakeReply {
+            id: "7iEcwRObVus0_M9bAAAA",
+            ping_timeout: 5000,
+            auth_error: None,
+            is_authenticated: false,
+        };
+        let kind = encode_handshake_reply(&Encoding::Json, 1, &reply, &mut out);
+        assert_eq!(
+            text(kind, out),
+            r#"{"rid":1,"data":{"id":"7iEcwRObVus0_M9bAAAA","pingTimeout":5000,"isAuthenticated":false}}"#
+        );
+
+        let mut out = Vec::new();
+        let err =
+            ApiError::new("AuthTokenInvalidError", "invalid signature").with("isBadToken", true);
+        let reply = HandshakeReply {
+            id: "x",
+            ping_timeout: 30000,
+            auth_error: Some(&err),
+            is_authenticated: false,
+        };
+        let kind = encode_handshake_reply(&Encoding::Json, 1, &reply, &mut out);
+        assert_eq!(
+            text(kind, out),
+            r#"{"rid":1,"data":{"id":"x","pingTimeout":30000,"authError":{"name":"AuthTokenInvalidError","message":"invalid signature","isBadToken":true},"isAuthenticated":false}}"#
+        );
+
+        let mut out = Vec::new();
+        let data = json!({"q":1});
+        let kind = encode_event(
+            &Encoding::Json,
+            "clientProc",
+            Some(&data),
+            Some(1),
+            &mut out,
+        );
+        assert_eq!(
+            text(kind, out),
+            r#"{"event":"clientProc","data":{"q":1},"cid":1}"#
+        );
+
+        let mut out = Vec::new();
+        let kind = encode_event(&Encoding::Json, "#removeAuthToken", None, None, &mut out);
+        assert_eq!(text(kind, out), r##"{"event":"#removeAuthToken"}"##);
+
+        let mut out = Vec::new();
+        let err = ApiError::not_found("Unknown procedure 'nope'");
+        let kind = encode_reply(&Encoding::Json, 7, Err(&err), &mut out);
+        assert_eq!(
+            text(kind, out),
+            r#"{"rid":7,"error":{"name":"NotFound","message":"Unknown procedure 'nope'"}}"#
+        );
+    }
+}

@@ -1,0 +1,887 @@
+//! Resource declarations — fields with types and constraints, parent, access rules — and the
+//! validation of records against them (pure: no IO).
+//!
+//! Validation errors follow resourceful/revalidator: each is `{attribute, property, expected,
+//! actual, message}`, and they travel in an error named `ValidationError`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+use crate::auth::access::Rule;
+use crate::auth::Claims;
+use crate::error::ApiError;
+
+/// Names every record has, which declared fields may not use.
+pub const RESERVED: [&str; 6] = ["id", "version", "ctime", "mtime", "owner", "extra"];
+
+/// The type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// A UTF-8 string.
+    String,
+    /// A 64-bit integer.
+    Integer,
+    /// A 64-bit float.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// Milliseconds since the Unix epoch; RFC 3339 text is accepted on input.
+    Timestamp,
+    /// A JSON array.
+    Array,
+    /// A JSON object.
+    Object,
+    /// One of `values`.
+    Enum,
+}
+
+impl FieldType {
+    fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+            Self::Timestamp => "timestamp",
+            Self::Array => "array",
+            Self::Object => "object",
+            Self::Enum => "enum",
+        }
+    }
+
+    /// Whether values of this type can be filtered and sorted on.
+    pub fn is_scalar(self) -> bool {
+        !matches!(self, Self::Array | Self::Object)
+    }
+}
+
+/// A string format checked on input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `local@domain`.
+    Email,
+    /// An absolute URL (`scheme://…`).
+    Url,
+    /// RFC 3339 date and time.
+    DateTime,
+    /// 8-4-4-4-12 hexadecimal.
+    Uuid,
+}
+
+/// One declared field.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    /// The type.
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// Whether a value must be present (after defaults).
+    #[serde(default)]
+    pub required: bool,
+    /// Smallest number allowed (integer, number, timestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest number allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Shortest string (in characters) or array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    /// Longest string (in characters) or array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// A regular expression strings must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// A format strings must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// The values an `enum` field may take.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// The value used when a create leaves the field out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+}
+
+impl FieldDef {
+    /// A field of type `ty` with no constraints.
+    pub fn new(ty: FieldType) -> Self {
+        Self {
+            ty,
+            required: false,
+            min: None,
+            max: None,
+            min_length: None,
+            max_length: None,
+            pattern: None,
+            format: None,
+            values: Vec::new(),
+            default: None,
+        }
+    }
+
+    /// Marks the field required.
+    #[must_use]
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// Sets the smallest allowed number.
+    #[must_use]
+    pub fn min(mut self, min: f64) -> Self {
+        self.min = Some(min);
+        self
+    }
+
+    /// Sets the largest allowed number.
+    #[must_use]
+    pub fn max(mut self, max: f64) -> Self {
+        self.max = Some(max);
+        self
+    }
+}
+
+/// Who may read or write a resource's records.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Access {
+    /// A rule on the caller's claims (public, authenticated or a claim match).
+    Rule(Rule),
+    /// Only the record's owner (the claim named by the resource's `owner`).
+    #[default]
+    Owner,
+}
+
+impl<'de> Deserialize<'de> for Access {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value == json!("owner") {
+            return Ok(Self::Owner);
+        }
+        Rule::deserialize(value)
+            .map(Self::Rule)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (or \"owner\")")))
+    }
+}
+
+impl Serialize for Access {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Rule(rule) => rule.serialize(serializer),
+            Self::Owner => serializer.serialize_str("owner"),
+        }
+    }
+}
+
+fn public() -> Access {
+    Access::Rule(Rule::Public)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A remote method declared in config: runs a command with the JSON payload on stdin and
+/// answers with the JSON it prints.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecMethod {
+    /// The method name: callable as `<resource>/<name>`.
+    pub name: String,
+    /// The program and its arguments.
+    pub exec: Vec<String>,
+    /// Milliseconds before the command is killed and the call fails. Default 10000.
+    #[serde(default = "default_exec_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_exec_timeout() -> u64 {
+    10_000
+}
+
+/// One `[[resource]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDef {
+    /// The name: route prefix, table name, channel name. Lower case, digits and `_`.
+    pub name: String,
+    /// The declared fields.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldDef>,
+    /// The parent resource: records then carry `<parent>_id`, are created under a parent and
+    /// destroyed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Who may read. Default `public`.
+    #[serde(default = "public")]
+    pub read: Access,
+    /// Who may create, update and destroy. Default `public`.
+    #[serde(default = "public")]
+    pub write: Access,
+    /// The claim that identifies a record's owner (e.g. `sub` or `username`); set on create and
+    /// used by the `owner` rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Keep `ctime`/`mtime` (milliseconds since the epoch). Default true.
+    #[serde(default = "yes")]
+    pub timestamps: bool,
+    /// Accept and store fields that are not declared. Default false (they are rejected).
+    #[serde(default)]
+    pub extra_fields: bool,
+    /// `update` and `patch` must name the `version` they change. Default true.
+    #[serde(default = "yes")]
+    pub require_version: bool,
+    /// Remote methods that run a command.
+    #[serde(default, rename = "remote", skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<ExecMethod>,
+}
+
+/// A declaration that cannot work.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("resource `{resource}`: {message}")]
+pub struct DefinitionError {
+    /// The resource.
+    pub resource: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks a name used as a table, column or route segment.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 48
+}
+
+/// One validation failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    /// Which constraint failed: `required`, `type`, `minimum`, `maximum`, `minLength`,
+    /// `maxLength`, `pattern`, `format`, `enum` or `additionalProperties`.
+    pub attribute: &'static str,
+    /// The field.
+    pub property: String,
+    /// What the constraint wants.
+    pub expected: Value,
+    /// What was given.
+    pub actual: Value,
+    /// A sentence about it.
+    pub message: String,
+}
+
+impl ResourceDef {
+    /// A resource with the given fields and the defaults (public, timestamps, versions).
+    pub fn new(name: &str, fields: impl IntoIterator<Item = (&'static str, FieldDef)>) -> Self {
+        Self {
+            name: name.to_owned(),
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            parent: None,
+            read: public(),
+            write: public(),
+            owner: None,
+            timestamps: true,
+            extra_fields: false,
+            require_version: true,
+            remotes: Vec::new(),
+        }
+    }
+
+    /// Sets the parent resource.
+    #[must_use]
+    pub fn parent(mut self, parent: &str) -> Self {
+        self.parent = Some(parent.to_owned());
+        self
+    }
+
+    /// The column holding the parent's id (`album_id`).
+    pub fn parent_column(&self) -> Option<String> {
+        self.parent.as_ref().map(|p| format!("{p}_id"))
+    }
+
+    /// Checks names, types and constraints.
+    pub fn check(&self) -> Result<(), DefinitionError> {
+        let fail = |message: String| {
+            Err(DefinitionError {
+                resource: self.name.clone(),
+                message,
+            })
+        };
+        if !is_identifier(&self.name) {
+            return fail(
+                "the name must be lower case letters, digits and `_`, starting with a letter"
+                    .to_owned(),
+            );
+        }
+        let parent_column = self.parent_column();
+        for (name, field) in &self.fields {
+            if !is_identifier(name)
+                || RESERVED.contains(&name.as_str())
+                || Some(name) == parent_column.as_ref()
+            {
+                return fail(format!("`{name}` cannot be a field name"));
+            }
+            if field.ty == FieldType::Enum && field.values.is_empty() {
+                return fail(format!("enum field `{name}` needs `values`"));
+            }
+            if let Some(pattern) = &field.pattern {
+                if let Err(err) = regex::Regex::new(pattern) {
+                    return fail(format!("field `{name}`: invalid pattern: {err}"));
+                }
+            }
+            if let Some(default) = &field.default {
+                if let Err(errors) = self.check_value(name, field, default) {
+                    return fail(format!(
+                        "field `{name}`: invalid default: {}",
+                        errors[0].message
+                    ));
+                }
+            }
+        }
+        if let Some(parent) = &self.parent {
+            if !is_identifier(parent) || parent == &self.name {
+                return fail(format!("invalid parent `{parent}`"));
+            }
+        }
+        if (self.read == Access::Owner || self.write == Access::Owner) && self.owner.is_none() {
+            return fail("the `owner` rule needs `owner = \"<claim>\"`".to_owned());
+        }
+        for remote in &self.remotes {
+            if !is_identifier(&remote.name) || is_operation(&remote.name) {
+                return fail(format!("invalid remote method name `{}`", remote.name));
+            }
+            if remote.exec.is_empty() {
+                return fail(format!("remote method `{}` needs a command", remote.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates the data of a create or an update: every field, defaults applied, required
+    /// fields present. Returns the record's declared fields and, if allowed, the extra ones.
+    pub fn validate_full(&self, data: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+        let mut errors = Vec::new();
+        let mut record = Map::new();
+        for (name, field) in &self.fields {
+            let value = match data.get(name) {
+                Some(Value::Null) | None => field.default.clone(),
+                Some(value) => Some(value.clone()),
+            };
+            match value {
+                None if field.required => errors.push(FieldError {
+                    attribute: "required",
+                    property: name.clone(),
+                    expected: Value::Bool(true),
+                    actual: data.get(name).cloned().unwrap_or(Value::Null),
+                    message: "is required".to_owned(),
+                }),
+                None => {}
+                Some(value) => match self.check_value(name, field, &value) {
+                    Ok(value) => {
+                        record.insert(name.clone(), value);
+                    }
+                    Err(mut errs) => errors.append(&mut errs),
+                },
+            }
+        }
+        self.check_extra(data, &mut record, &mut errors);
+        self.finish(record, errors)
+    }
+
+    /// Validates the data of a patch: only the fields given; `null` clears a field that is not
+    /// required.
+    pub fn validate_partial(
+        &self,
+        data: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let mut errors = Vec::new();
+        let mut record = Map::new();
+        for (name, value) in data {
+            let Some(field) = self.fields.get(name) else {
+                continue;
+            };
+            if value.is_null() {
+                if field.required {
+                    errors.push(FieldError {
+                        attribute: "required",
+                        property: name.clone(),
+                        expected: Value::Bool(true),
+                        actual: Value::Null,
+                        message: "is required".to_owned(),
+                    });
+                } else {
+                    record.insert(name.clone(), Value::Null);
+                }
+                continue;
+            }
+            match self.check_value(name, field, value) {
+                Ok(value) => {
+                    record.insert(name.clone(), value);
+                }
+                Err(mut errs) => errors.append(&mut errs),
+            }
+        }
+        self.check_extra(data, &mut record, &mut errors);
+        self.finish(record, errors)
+    }
+
+    fn finish(
+        &self,
+        record: Map<String, Value>,
+        errors: Vec<FieldError>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        if errors.is_empty() {
+            return Ok(record);
+        }
+        let summary: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{} {}", e.property, e.message))
+            .collect();
+        Err(ApiError::new(
+            "ValidationError",
+            format!(
+                "Validation failed for {}: {}",
+                self.name,
+                summary.join(", ")
+            ),
+        )
+        .with("errors", &errors))
+    }
+
+    /// Fields that are neither declared nor system fields: kept when allowed, else errors.
+    fn check_extra(
+        &self,
+        data: &Map<String, Value>,
+        record: &mut Map<String, Value>,
+        errors: &mut Vec<FieldError>,
+    ) {
+        let parent_column = self.parent_column();
+        for (name, value) in data {
+            let known = self.fields.contains_key(name)
+                || RESERVED.contains(&name.as_str())
+                || Some(name) == parent_column.as_ref();
+            if known {
+                continue;
+            }
+            if self.extra_fields && !name.starts_with('$') {
+                record.insert(name.clone(), value.clone());
+            } else {
+                errors.push(FieldError {
+                    attribute: "additionalProperties",
+                    property: name.clone(),
+                    expected: Value::Bool(false),
+                    actual: value.clone(),
+                    message: "is not a field of this resource".to_owned(),
+                });
+            }
+        }
+    }
+
+    /// Checks (and normalises) one value against its field.
+    pub fn check_value(
+        &self,
+        name: &str,
+        field: &FieldDef,
+        value: &Value,
+    ) -> Result<Value, Vec<FieldError>> {
+        let error = |attribute: &'static str, expected: Value, message: String| FieldError {
+            attribute,
+            property: name.to_owned(),
+            expected,
+            actual: value.clone(),
+            message,
+        };
+        let type_error = || {
+            vec![error(
+                "type",
+                json!(field.ty.name()),
+                format!("must be of {} type", field.ty.name()),
+            )]
+        };
+        let value = match field.ty {
+            FieldType::String | FieldType::Enum => match value {
+                Value::String(_) => value.clone(),
+                _ => return Err(type_error()),
+            },
+            FieldType::Integer => match value.as_i64() {
+                Some(i) => Value::from(i),
+                None => match value.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+                    _ => return Err(type_error()),
+                },
+            },
+            FieldType::Number => match value.as_f64() {
+                Some(_) => value.clone(),
+                None => return Err(type_error()),
+            },
+            FieldType::Boolean => match value {
+                Value::Bool(_) => value.clone(),
+                _ => return Err(type_error()),
+            },
+            FieldType::Timestamp => match value {
+                Value::Number(n) if n.as_i64().is_some() => value.clone(),
+                Value::String(text) => match humantime::parse_rfc3339_weak(text) {
+                    Ok(time) => {
+                        let millis = time
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        Value::from(millis)
+                    }
+                    Err(_) => return Err(type_error()),
+                },
+                _ => return Err(type_error()),
+            },
+            FieldType::Array => match value {
+                Value::Array(_) => value.clone(),
+                _ => return Err(type_error()),
+            },
+            FieldType::Object => match value {
+                Value::Object(_) => value.clone(),
+                _ => return Err(type_error()),
+            },
+        };
+        let mut errors = Vec::new();
+        if let Some(number) = value.as_f64() {
+            if let Some(min) = field.min {
+                if number < min {
+                    errors.push(error(
+                        "minimum",
+                        json!(min),
+                        format!("must be greater than or equal to {min}"),
+                    ));
+                }
+            }
+            if let Some(max) = field.max {
+                if number > max {
+                    errors.push(error(
+                        "maximum",
+                        json!(max),
+                        format!("must be less than or equal to {max}"),
+                    ));
+                }
+            }
+        }
+        let length = match &value {
+            Value::String(text) => Some(text.chars().count()),
+            Value::Array(items) => Some(items.len()),
+            _ => None,
+        };
+        if let Some(length) = length {
+            if let Some(min) = field.min_length {
+                if length < min {
+                    errors.push(error(
+                        "minLength",
+                        json!(min),
+                        format!("is too short (minimum is {min})"),
+                    ));
+                }
+            }
+            if let Some(max) = field.max_length {
+                if length > max {
+                    errors.push(error(
+                        "maxLength",
+                        json!(max),
+                        format!("is too long (maximum is {max})"),
+                    ));
+                }
+            }
+        }
+        if let Value::String(text) = &value {
+            if let Some(pattern) = &field.pattern {
+                if !pattern_matches(pattern, text) {
+                    errors.push(error(
+                        "pattern",
+                        json!(pattern),
+                        format!("does not match pattern {pattern}"),
+                    ));
+                }
+            }
+            if let Some(format) = field.format {
+                if !format_ok(format, text) {
+                    errors.push(error(
+                        "format",
+                        json!(format),
+                        format!(
+                            "is not a valid {}",
+                            serde_json::to_value(format)
+                                .unwrap_or_default()
+                                .as_str()
+                                .unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            if field.ty == FieldType::Enum && !field.values.contains(text) {
+                errors.push(error(
+                    "enum",
+                    json!(field.values),
+                    "must be present in given enumerator".to_owned(),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether the caller may read records (for `owner`: only their own; checked per record).
+    pub fn check_read(&self, claims: Option<&Claims>) -> Result<(), ApiError> {
+        check_access(&self.read, claims, &format!("read {}", self.name))
+    }
+
+    /// Whether the caller may write records (for `owner`: only their own; checked per record).
+    pub fn check_write(&self, claims: Option<&Claims>) -> Result<(), ApiError> {
+        check_access(&self.write, claims, &format!("change {}", self.name))
+    }
+
+    /// The caller's owner value (the claim named by `owner`), if any.
+    pub fn owner_of(&self, claims: Option<&Claims>) -> Option<Value> {
+        let claim = self.owner.as_ref()?;
+        claims?.get(claim).cloned()
+    }
+}
+
+fn check_access(access: &Access, claims: Option<&Claims>, action: &str) -> Result<(), ApiError> {
+    match access {
+        Access::Rule(rule) => rule.check(claims, action),
+        // Whether the record is theirs is checked per record; here only sign-in is required.
+        Access::Owner => Rule::Authenticated.check(claims, action),
+    }
+}
+
+/// Whether `text` matches `pattern`, compiling each pattern once per process (declarations
+/// are checked to compile at start-up; one that does not never matches).
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    static COMPILED: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let compiled = {
+        let mut cache = COMPILED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .entry(pattern.to_owned())
+            .or_insert_with(|| regex::Regex::new(pattern).ok())
+            .clone()
+    };
+    compiled.is_some_and(|re| re.is_match(text))
+}
+
+/// The names of the built-in operations (which remote methods may not take).
+pub fn is_operation(name: &str) -> bool {
+    matches!(
+        name,
+        "create" | "get" | "list" | "all" | "update" | "patch" | "destroy" | "find"
+    )
+}
+
+fn format_ok(format: Format, text: &str) -> bool {
+    match format {
+        Format::Email => {
+            let mut parts = text.split('@');
+            matches!((parts.next(), parts.next(), parts.next()), (Some(local), Some(domain), None)
+                if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.contains(char::is_whitespace))
+        }
+        Format::Url => text.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+                && !rest.is_empty()
+                && !text.contains(char::is_whitespace)
+        }),
+        Format::DateTime => humantime::parse_rfc3339_weak(text).is_ok(),
+        Format::Uuid => {
+            let groups: Vec<&str> = text.split('-').collect();
+            groups.len() == 5
+                && groups
+                    .iter()
+                    .zip([8, 4, 4, 4, 12])
+                    .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creature() -> ResourceDef {
+        let mut def = ResourceDef::new(
+            "creature",
+            [
+                ("name", FieldDef::new(FieldType::String).required()),
+                ("age", FieldDef::new(FieldType::Integer).min(0.0)),
+            ],
+        );
+        let mut kind = FieldDef::new(FieldType::Enum);
+        kind.values = vec!["dragon".into(), "unicorn".into()];
+        kind.default = Some(json!("dragon"));
+        def.fields.insert("kind".into(), kind);
+        let mut email = FieldDef::new(FieldType::String);
+        email.format = Some(Format::Email);
+        def.fields.insert("email".into(), email);
+        def
+    }
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn full_validation_applies_defaults_and_reports_each_problem() {
+        let def = creature();
+        assert_eq!(
+            def.validate_full(&map(json!({"name": "Smaug", "age": 171})))
+                .unwrap(),
+            map(json!({"age": 171, "kind": "dragon", "name": "Smaug"}))
+        );
+        let err = def
+            .validate_full(&map(
+                json!({"age": -1, "kind": "cat", "email": "nope", "colour": "red"}),
+            ))
+            .unwrap_err();
+        assert_eq!(err.name, "ValidationError");
+        let errors = err.extra["errors"].as_array().unwrap();
+        let attributes: Vec<&str> = errors
+            .iter()
+            .map(|e| e["attribute"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            attributes,
+            [
+                "minimum",
+                "format",
+                "enum",
+                "required",
+                "additionalProperties"
+            ]
+        );
+        assert_eq!(
+            errors[0],
+            json!({"attribute": "minimum", "property": "age", "expected": 0.0, "actual": -1, "message": "must be greater than or equal to 0"})
+        );
+        assert!(
+            err.message.starts_with("Validation failed for creature: "),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn types_are_checked_strictly() {
+        let def = creature();
+        for (data, property) in [
+            (json!({"name": 5}), "name"),
+            (json!({"name": "x", "age": "5"}), "age"),
+            (json!({"name": "x", "age": 1.5}), "age"),
+            (json!({"name": "x", "age": {"$gt": 1}}), "age"),
+        ] {
+            let err = def.validate_full(&map(data)).unwrap_err();
+            assert_eq!(err.extra["errors"][0]["attribute"], "type");
+            assert_eq!(err.extra["errors"][0]["property"], property);
+        }
+        // 3.0 is an integer.
+        assert_eq!(
+            def.validate_full(&map(json!({"name": "x", "age": 3.0})))
+                .unwrap()["age"],
+            3
+        );
+    }
+
+    #[test]
+    fn partial_validation_checks_only_what_is_given() {
+        let def = creature();
+        assert_eq!(
+            def.validate_partial(&map(json!({"age": 5}))).unwrap(),
+            map(json!({"age": 5}))
+        );
+        assert_eq!(
+            def.validate_partial(&map(json!({"email": null}))).unwrap(),
+            map(json!({"email": null}))
+        );
+        let err = def
+            .validate_partial(&map(json!({"name": null})))
+            .unwrap_err();
+        assert_eq!(err.extra["errors"][0]["attribute"], "required");
+    }
+
+    #[test]
+    fn timestamps_formats_and_lengths() {
+        let mut def = ResourceDef::new("event", []);
+        def.fields
+            .insert("at".into(), FieldDef::new(FieldType::Timestamp));
+        let mut id = FieldDef::new(FieldType::String);
+        id.format = Some(Format::Uuid);
+        def.fields.insert("ref".into(), id);
+        let mut tags = FieldDef::new(FieldType::Array);
+        tags.max_length = Some(2);
+        def.fields.insert("tags".into(), tags);
+        let record = def
+            .validate_full(&map(json!({"at": "2026-01-02T03:04:05Z", "ref": "123e4567-e89b-12d3-a456-426614174000", "tags": [1]})))
+            .unwrap();
+        assert_eq!(record["at"], 1_767_323_045_000i64);
+        let err = def
+            .validate_full(&map(
+                json!({"at": "yesterday", "ref": "x", "tags": [1, 2, 3]}),
+            ))
+            .unwrap_err();
+        let attributes: Vec<&str> = err.extra["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["attribute"].as_str().unwrap())
+            .collect();
+        assert_eq!(attributes, ["type", "format", "maxLength"]);
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let mut bad = creature();
+        bad.fields
+            .insert("id".into(), FieldDef::new(FieldType::String));
+        assert!(bad.check().unwrap_err().message.contains("`id`"));
+        let mut bad = creature();
+        bad.fields
+            .insert("Name; DROP".into(), FieldDef::new(FieldType::String));
+        assert!(bad.check().is_err());
+        let mut bad = creature();
+        bad.read = Access::Owner;
+        assert!(bad.check().unwrap_err().message.contains("owner"));
+        assert!(creature().check().is_ok());
+        assert!(!is_identifier("drop table") && !is_identifier("1x") && is_identifier("album_id"));
+    }
+
+    #[test]
+    fn access_reads_from_toml() {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            resource: Vec<ResourceDef>,
+        }
+        let parsed: Wrapper = toml::from_str(
+            r#"
+            [[resource]]
+            name = "note"
+            owner = "username"
+            read = "owner"
+            write = { role = "editor" }
+            [resource.fields]
+            text = { type = "string", required = true, max_length = 500 }
+            "#,
+        )
+        .unwrap();
+        let note = &parsed.resource[0];
+        assert_eq!(note.read, Access::Owner);
+        assert!(matches!(note.write, Access::Rule(Rule::Claims(_))));
+        assert!(note.check().is_ok());
+        assert_eq!(note.fields["text"].max_length, Some(500));
+    }
+}

@@ -1,0 +1,348 @@
+//! The MessagePack and protobuf endpoints over real sockets: calls, errors, channels and binary
+//! values through the Rust client, `#api`, ping handling, and bad frames that must not crash.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::SinkExt as _;
+use serde_json::{json, Value};
+use sockyard::client::{Client, ClientError, ClientEvent, ClientOptions};
+use sockyard::codec::protobuf::{EventTypes, Schema};
+use sockyard::codec::{Binary, Encoding};
+use sockyard::config::DEMO_PROTO;
+use sockyard::protocol::socketcluster::ProtocolVersion;
+use sockyard::{Config, Server};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+fn minbin_url(server: &TestServer) -> String {
+    format!("ws://{}/socketcluster-minbin/", server.addr)
+}
+
+fn protobuf_url(server: &TestServer) -> String {
+    format!("ws://{}/socketcluster-protobuf/", server.addr)
+}
+
+fn demo_schema() -> Encoding {
+    let schema = Schema::compile(&[("demo.proto".into(), DEMO_PROTO.into())], true, &[]).unwrap();
+    Encoding::Protobuf(Arc::new(schema))
+}
+
+async fn exercise(url: &str, encoding: Encoding) {
+    let options = ClientOptions::default().encoding(encoding);
+    let (client, mut events) = Client::connect(url, options).await.unwrap();
+    let value = json!({"a": [1, 2.5, -3], "s": "é", "n": null, "t": true, "o": {"x": {}}});
+    assert_eq!(client.invoke("echo", &value).await, Ok(Some(value)));
+    assert_eq!(client.invoke("nothing", 1).await, Ok(None));
+    let err = client.invoke("fail", ()).await.unwrap_err();
+    let ClientError::Remote(err) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (err.name.as_ref(), err.message.as_str(), &err.extra["extra"]),
+        ("CustomError", "bad thing", &json!(42))
+    );
+    let err = client.invoke("missing", ()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Remote(e) if e.name == "NotFound"));
+    client.subscribe("news").await.unwrap();
+    client.publish("news", json!({"n": 1})).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ClientEvent::Publication { channel, data } => {
+                assert_eq!((channel.as_str(), data), ("news", Some(json!({"n": 1}))));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // The server can call the client too.
+    let caller = client.clone();
+    let call = tokio::spawn(async move { caller.invoke("callClient", json!({"q": 1})).await });
+    loop {
+        if let ClientEvent::Invoke(incoming) =
+            tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            incoming.respond(Ok(Some(json!({"answer": 2}))));
+            break;
+        }
+    }
+    assert_eq!(call.await.unwrap(), Ok(Some(json!({"answer": 2}))));
+}
+
+#[tokio::test]
+async fn msgpack_endpoint_serves_calls_errors_and_channels() {
+    let server = start().await;
+    exercise(&minbin_url(&server), Encoding::Msgpack).await;
+}
+
+#[tokio::test]
+async fn protobuf_endpoint_serves_calls_errors_and_channels() {
+    let server = start().await;
+    exercise(&protobuf_url(&server), demo_schema()).await;
+}
+
+#[tokio::test]
+async fn msgpack_binary_values_round_trip_as_bin() {
+    let server = start().await;
+    let options = ClientOptions::default().encoding(Encoding::Msgpack);
+    let (client, _events) = Client::connect(&minbin_url(&server), options)
+        .await
+        .unwrap();
+    let bytes = json!({
+        "file": Binary(vec![0, 1, 2, 255]),
+        "lookalike": {"base64": true, "data": "AAEC/w=="}
+    });
+    assert_eq!(bytes["file"], json!({"$binary": "AAEC/w=="}));
+    assert_eq!(client.invoke("echo", &bytes).await, Ok(Some(bytes)));
+    // A JSON client sees the same bytes in sc-formatter's form.
+    let (json_client, _events) = Client::connect(&server.url(), ClientOptions::default())
+        .await
+        .unwrap();
+    let reply = json_client
+        .invoke("echo", json!({"file": Binary(vec![0, 1, 2, 255])}))
+        .await;
+    assert_eq!(
+        reply,
+        Ok(Some(json!({"file": {"base64": true, "data": "AAEC/w=="}})))
+    );
+}
+
+#[tokio::test]
+async fn v1_pings_go_through_binary_codecs() {
+    let mut config = Config::default();
+    for endpoint in &mut config.endpoints {
+        endpoint.ping_interval_ms = 100;
+        endpoint.ping_timeout_ms = 400;
+    }
+    let server = start_with(config).await;
+    for (url, encoding) in [
+        (minbin_url(&server), Encoding::Msgpack),
+        (protobuf_url(&server), demo_schema()),
+    ] {
+        let options = ClientOptions::default()
+            .encoding(encoding)
+            .protocol_version(ProtocolVersion::V1);
+        let (client, _events) = Client::connect(&url, options).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(client.invoke("echo", 1).await, Ok(Some(json!(1))), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn api_calls_answer_typed_results_typed_errors_and_404() {
+    let server = start().await;
+    let encoding = demo_schema();
+    let Encoding::Protobuf(schema) = &encoding else {
+        unreachable!()
+    };
+    let request = schema.message(".app.RequestMessage").unwrap();
+    let buffer = schema
+        .encode_message(&request, json!({"a": "this string", "b": "this too"}))
+        .unwrap();
+    let b64 =
+        |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let unb64 = |text: &Value| {
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            text.as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    let (client, _events) = Client::connect(
+        &protobuf_url(&server),
+        ClientOptions::default().encoding(encoding.clone()),
+    )
+    .await
+    .unwrap();
+    let call = |resource: &str| json!({"resource": resource, "method": "get", "dataType": ".app.RequestMessage", "buffer": b64(&buffer)});
+    let reply = client
+        .invoke("#api", call("/resource"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply["dataType"], ".app.ResponseMessage");
+    assert!(!reply
+        .get("isError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false));
+    let response = schema.message(".app.ResponseMessage").unwrap();
+    assert_eq!(
+        schema
+            .decode_message(&response, &unb64(&reply["buffer"]))
+            .unwrap(),
+        json!({"c": "this string this too"})
+    );
+
+    let reply = client.invoke("#api", call("/fail")).await.unwrap().unwrap();
+    assert_eq!(
+        (reply["isError"].as_bool(), reply["dataType"].as_str()),
+        (Some(true), Some(".app.SomeError"))
+    );
+    let error = schema.message(".app.SomeError").unwrap();
+    assert_eq!(
+        schema
+            .decode_message(&error, &unb64(&reply["buffer"]))
+            .unwrap(),
+        json!({"code": 500, "message": "this route always fails"})
+    );
+
+    let reply = client
+        .invoke("#api", call("/nowhere"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply["dataType"], ".socketclusterapi.ApiError");
+    let api_error = schema.message(".socketclusterapi.ApiError").unwrap();
+    assert_eq!(
+        schema
+            .decode_message(&api_error, &unb64(&reply["buffer"]))
+            .unwrap(),
+        json!({"code": 404, "reason": "Not Found", "description": "Requested resource 'GET /nowhere' has no handler defined."})
+    );
+}
+
+#[tokio::test]
+async fn configured_events_use_their_own_types() {
+    let mut config = Config::default();
+    let proto = r#"
+        syntax = "proto3";
+        package calc;
+        message Numbers { int32 a = 1; int32 b = 2; }
+        message Sum { int32 sum = 1; }
+        message AddRequest { string event = 1; Numbers data = 2; int32 cid = 3; }
+        message AddResponse { int32 rid = 1; Sum data = 2; }
+    "#;
+    let events = vec![EventTypes {
+        event: "add".into(),
+        request: ".calc.AddRequest".into(),
+        response: Some(".calc.AddResponse".into()),
+    }];
+    config.endpoints[3].protobuf.inline = vec![proto.to_owned()];
+    config.endpoints[3].protobuf.api = false;
+    config.endpoints[3].protobuf.routes.clear();
+    config.endpoints[3].protobuf.events = events.clone();
+    let router = test_router().procedure("add", |_ctx, n: Value| async move {
+        Ok::<_, sockyard::ApiError>(
+            json!({"sum": n["a"].as_i64().unwrap_or(0) + n["b"].as_i64().unwrap_or(0)}),
+        )
+    });
+    let server = start_with_router(config, router).await;
+    let schema = Schema::compile(&[("calc.proto".into(), proto.into())], false, &events).unwrap();
+    let encoding = Encoding::Protobuf(Arc::new(schema));
+    let (client, _events) = Client::connect(
+        &protobuf_url(&server),
+        ClientOptions::default().encoding(encoding),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        client.invoke("add", json!({"a": 2, "b": 40})).await,
+        Ok(Some(json!({"sum": 42})))
+    );
+}
+
+#[tokio::test]
+async fn bad_binary_frames_are_ignored_without_harm() {
+    let server = start().await;
+    let mut bystander = handshaken(&server.url()).await;
+    for (url, encoding, frames) in [
+        (
+            minbin_url(&server),
+            Encoding::Msgpack,
+            vec![
+                vec![0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2],
+                vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+                vec![0x91; 50_000],
+                vec![0xd4, 1, 2],
+            ],
+        ),
+        (
+            protobuf_url(&server),
+            demo_schema(),
+            vec![
+                vec![0x01],
+                vec![0x01, 0x63, 1, 2],
+                vec![0x01, 0x00, 0x0a, 0xff, 0xff],
+                vec![0x02, 0x00],
+                vec![],
+            ],
+        ),
+    ] {
+        let options = ClientOptions::default().encoding(encoding.clone());
+        let (client, _events) = Client::connect(&url, options).await.unwrap();
+        // A raw socket on the same endpoint, handshaken through the codec.
+        let mut raw = raw_connect(&url).await;
+        let mut handshake = Vec::new();
+        let kind = sockyard::protocol::socketcluster::encode_event(
+            &encoding,
+            "#handshake",
+            Some(&json!({})),
+            Some(1),
+            &mut handshake,
+        )
+        .unwrap();
+        assert_eq!(kind, sockyard::codec::FrameKind::Binary);
+        raw.send(Message::binary(handshake)).await.unwrap();
+        next_message(&mut raw).await;
+        for frame in frames {
+            raw.send(Message::binary(frame)).await.unwrap();
+        }
+        // JSON text on a binary endpoint is not a packet either.
+        send_text(&mut raw, &echo(2, json!(1))).await;
+        assert_eq!(
+            client.invoke("echo", "still fine").await,
+            Ok(Some(json!("still fine"))),
+            "{url}"
+        );
+        let mut frame = Vec::new();
+        sockyard::protocol::socketcluster::encode_event(
+            &encoding,
+            "echo",
+            Some(&json!("raw ok")),
+            Some(3),
+            &mut frame,
+        )
+        .unwrap();
+        raw.send(Message::binary(frame)).await.unwrap();
+        let reply = loop {
+            if let Message::Binary(bytes) = next_message(&mut raw).await {
+                break bytes;
+            }
+        };
+        let decoded = encoding.decode(&reply, true, &mut Default::default());
+        assert_eq!(
+            decoded,
+            sockyard::codec::Decoded::Packets(vec![json!({"rid": 3, "data": "raw ok"})]),
+            "{url}"
+        );
+    }
+    assert!(
+        server
+            .handle
+            .metrics()
+            .error_count(sockyard::metrics::ErrorKind::raw_message)
+            >= 9
+    );
+    send_text(&mut bystander, &echo(2, json!("ok"))).await;
+    assert_eq!(next_json(&mut bystander).await["data"], "ok");
+}
+
+#[test]
+fn proto_syntax_errors_stop_start_up_naming_file_and_line() {
+    let mut config = Config::default();
+    config.endpoints[3].protobuf.inline =
+        vec!["syntax = \"proto3\";\npackage x;\nmessage A {\n  int32 a = ;\n}\n".to_owned()];
+    let err = Server::new(&config, test_router().build().unwrap()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("/socketcluster-protobuf/"), "{text}");
+    assert!(text.contains("inline[0].proto:4:"), "{text}");
+}
