@@ -198,6 +198,7 @@ where
         kicked: &mut tokio::sync::oneshot::Receiver<(u16, String)>,
     ) -> Option<Ending> {
         let mut next = Some(first);
+        let mut yielded = false;
         while let Some(item) = next.take() {
             match item {
                 Outbound::Frame(frame) => self.out.extend_from_slice(&frame),
@@ -205,6 +206,13 @@ where
             }
             if self.out.len() < WRITE_BATCH {
                 next = outbound.try_recv().ok();
+                if next.is_none() && !yielded {
+                    // Let the room's other ready tasks (its program's output) run first: what
+                    // they queue goes out in the same write.
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    next = outbound.try_recv().ok();
+                }
             }
         }
         let lost = |code: u16, reason: String| Ending {

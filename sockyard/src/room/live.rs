@@ -534,8 +534,10 @@ async fn write_input(
             biased;
             next = queue.recv(), if !broken => match next {
                 Some(bytes) => {
-                    // Whatever else is queued goes in the same write: one system call (and
+                    // Let the other ready tasks (clients reading their sockets) run first,
+                    // then whatever they queued goes in the same write: one system call (and
                     // one wake-up of the program) for a burst of messages.
+                    tokio::task::yield_now().await;
                     let mut batch = Vec::new();
                     if !queue.is_empty() {
                         batch.extend_from_slice(&bytes);
