@@ -99,6 +99,12 @@ enum Command {
         /// `postgres://user@host:port/database`.
         #[arg(long, env = "SOCKYARD_STORAGE", value_name = "URL")]
         storage: Option<String>,
+        /// PEM certificate chain: serve `wss://` and `https://` (overrides server.tls_cert).
+        #[arg(long, env = "SOCKYARD_TLS_CERT", value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert (overrides server.tls_key).
+        #[arg(long, env = "SOCKYARD_TLS_KEY", value_name = "FILE")]
+        tls_key: Option<PathBuf>,
     },
     /// Wrap a program as a WebSocket server: one process per room (ScaleSocket's flags).
     Wrap(Box<wrap::WrapArgs>),
@@ -193,7 +199,18 @@ fn main() -> ExitCode {
                 listen,
                 log_level,
                 storage,
-            } => serve(config, listen, log_level, storage).await,
+                tls_cert,
+                tls_key,
+            } => {
+                let overrides = ServeOverrides {
+                    listen,
+                    log_level,
+                    storage,
+                    tls_cert,
+                    tls_key,
+                };
+                serve(config, overrides).await
+            }
             Command::Wrap(args) => wrap::run(*args).await,
             Command::Config => {
                 print!("{DEFAULT_TOML}");
@@ -248,25 +265,39 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(
-    config_path: Option<PathBuf>,
+/// `serve` options that override keys of the configuration.
+struct ServeOverrides {
     listen: Option<SocketAddr>,
     log_level: Option<String>,
     storage: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+async fn serve(
+    config_path: Option<PathBuf>,
+    overrides: ServeOverrides,
 ) -> anyhow::Result<ExitCode> {
     let mut config = match &config_path {
         Some(path) => Config::from_file(path)?,
         None => Config::from_toml_str(DEFAULT_TOML, "<embedded default>")?,
     };
-    if let Some(listen) = listen {
+    if let Some(listen) = overrides.listen {
         config.server.listen = listen;
     }
-    if let Some(level) = log_level {
+    if let Some(level) = overrides.log_level {
         config.server.log_level = level;
     }
-    if let Some(url) = storage {
+    if let Some(url) = overrides.storage {
         config.storage.url = url;
     }
+    if let Some(cert) = overrides.tls_cert {
+        config.server.tls_cert = Some(cert);
+    }
+    if let Some(key) = overrides.tls_key {
+        config.server.tls_key = Some(key);
+    }
+    config.validate()?;
     init_logging(&config.server.log_level, config.server.log_format)?;
 
     let mut router = Router::new();
@@ -288,13 +319,18 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let local = listener.local_addr()?;
+    let (ws, http) = if config.server.tls_cert.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     for endpoint in &config.endpoints {
-        tracing::info!(url = %format!("ws://{local}{}", endpoint.path), "endpoint ready");
+        tracing::info!(url = %format!("{ws}://{local}{}", endpoint.path), "endpoint ready");
     }
     for room in &config.rooms {
-        tracing::info!(url = %format!("ws://{local}{}<room>", room.path), command = %room.command, "rooms ready");
+        tracing::info!(url = %format!("{ws}://{local}{}<room>", room.path), command = %room.command, "rooms ready");
     }
-    tracing::info!(%local, "sockyard {} listening (health: http://{local}/health)", env!("CARGO_PKG_VERSION"));
+    tracing::info!(%local, "sockyard {} listening (health: {http}://{local}/health)", env!("CARGO_PKG_VERSION"));
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
 //! The `sockyard` binary as a user runs it: `config`, `serve` (with bad config, on a free port,
-//! and stopped by SIGTERM) and `call`.
+//! with TLS, and stopped by SIGTERM) and `call`.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
+
+mod tls_support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sockyard");
 
@@ -38,10 +40,16 @@ fn scratch_db() -> std::path::PathBuf {
 
 /// Starts `sockyard serve` on a free port and waits for its "listening" log line.
 fn serve(extra: &[&str]) -> Served {
+    serve_with_env(extra, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     let db = scratch_db();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("SOCKYARD_STORAGE", format!("sqlite://{}", db.display()))
         .env_remove("SOCKYARD_LISTEN")
         .env_remove("SOCKYARD_LOG_LEVEL")
@@ -275,4 +283,93 @@ fn token_listen_and_publish_work_together() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("AuthError"));
     let out = run(&["token", "--claims", "[1]"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn serve_with_tls_answers_wss_and_https_only() {
+    let dir = std::env::temp_dir().join(format!("sockyard-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some((cert, key)) = tls_support::self_signed(&dir) else {
+        return;
+    };
+    // Given in the environment, as a deployment would.
+    let served = serve_with_env(
+        &[],
+        &[
+            ("SOCKYARD_TLS_CERT", cert.to_str().unwrap()),
+            ("SOCKYARD_TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    let addr: std::net::SocketAddr = served.addr.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // HTTPS.
+        let mut tls = tls_support::tls_connect(addr, &cert)
+            .await
+            .expect("TLS handshake");
+        tls.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains(r#""status":"ok""#), "{reply}");
+        // WSS: a SocketCluster handshake and a call.
+        let tls = tls_support::tls_connect(addr, &cert)
+            .await
+            .expect("TLS handshake");
+        let url = format!("wss://{addr}/socketcluster/");
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
+            .await
+            .expect("WebSocket over TLS");
+        ws.send(Message::text(
+            r##"{"event":"#handshake","data":{},"cid":1}"##,
+        ))
+        .await
+        .unwrap();
+        let handshake = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        assert!(handshake.contains(r#""rid":1"#), "{handshake}");
+        ws.send(Message::text(
+            r#"{"event":"echo","data":"over tls","cid":2}"#,
+        ))
+        .await
+        .unwrap();
+        let echo = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        assert_eq!(echo.as_str(), r#"{"rid":2,"data":"over tls"}"#);
+        // Plain ws:// on the TLS port gets no WebSocket.
+        let plain = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(format!("ws://{addr}/socketcluster/")),
+        )
+        .await
+        .unwrap();
+        assert!(plain.is_err());
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_a_tls_certificate_without_its_key() {
+    let output = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "missing.pem",
+        ])
+        .env_remove("SOCKYARD_TLS_KEY")
+        .output()
+        .expect("run sockyard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.tls_cert"), "{stderr}");
 }

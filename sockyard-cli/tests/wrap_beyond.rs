@@ -2,17 +2,16 @@
 //! client limits and flow control, origin checks, TLS, tokens, message size), checked on the
 //! real binary with real clients and programs.
 
+mod tls_support;
 mod wrap_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sockyard::auth::Authenticator;
+use tls_support::{self_signed, tls_connect};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 use wrap_support::*;
 
@@ -370,68 +369,10 @@ async fn origin_list_refuses_other_origins_with_403() {
     let _plain = connect(&url).await;
 }
 
-/// A self-signed certificate for 127.0.0.1 made with openssl, or `None` (test skipped) when
-/// openssl is missing outside CI.
-fn self_signed(dir: &TempDir) -> Option<(PathBuf, PathBuf)> {
-    let cert = dir.file("cert.pem");
-    let key = dir.file("key.pem");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match made {
-        Ok(out) if out.status.success() => Some((cert, key)),
-        Ok(out) => panic!("openssl failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(err) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "openssl is needed in CI: {err}"
-            );
-            eprintln!("skipped: openssl is not available ({err})");
-            None
-        }
-    }
-}
-
-/// A TLS connection to `addr` that trusts only `cert`.
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    cert: &Path,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for der in rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    connector.connect(name, tcp).await
-}
-
 #[tokio::test]
 async fn tls_serves_wss_and_https_with_the_given_certificate() {
     let dir = TempDir::new("tls");
-    let Some((cert, key)) = self_signed(&dir) else {
+    let Some((cert, key)) = self_signed(dir.path()) else {
         return;
     };
     let server = wrap(&[

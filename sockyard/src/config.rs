@@ -145,6 +145,12 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for connections to drain and close, in milliseconds.
     /// Default 5000.
     pub shutdown_timeout_ms: u64,
+    /// PEM certificate chain: with `tls_key`, the port answers `wss://` and `https://` only.
+    /// Default none (plain `ws://`); overridden by `--tls-cert` or `SOCKYARD_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`. Default none; overridden by `--tls-key` or
+    /// `SOCKYARD_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Log line format.
@@ -457,6 +463,8 @@ impl Default for ServerConfig {
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             shutdown_timeout_ms: 5000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -578,6 +586,12 @@ impl Config {
         };
         if self.server.log_level.trim().is_empty() {
             return invalid("server.log_level", "must not be empty");
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid(
+                "server.tls_cert",
+                "tls_cert and tls_key must be given together",
+            );
         }
         let limits = &self.limits;
         for (key, value) in [

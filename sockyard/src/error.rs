@@ -152,6 +152,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A client operation failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),

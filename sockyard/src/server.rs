@@ -16,7 +16,9 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,6 +38,7 @@ use crate::room::http as room_http;
 use crate::room::{RoomMetrics, Rooms};
 use crate::router::RouteTable;
 use crate::stages::{Stages, UpgradeRequest};
+use crate::tls::Tls;
 use crate::ws::handshake;
 
 /// Time a client has to send complete HTTP request headers.
@@ -89,6 +92,8 @@ pub struct Server {
     /// `[[room]]` mounts, each serving rooms under its path.
     rooms: Arc<Vec<Rooms>>,
     shutdown_timeout: Duration,
+    /// Present when the port speaks TLS.
+    tls: Option<Tls>,
 }
 
 /// Assembles a [`Server`]: routes, middleware stages and the broker.
@@ -151,6 +156,10 @@ impl ServerBuilder {
             ),
             _ => {}
         }
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+            _ => None,
+        };
         let metrics = Metrics::new();
         let broker = self
             .broker
@@ -216,6 +225,7 @@ impl ServerBuilder {
             endpoints: Arc::new(endpoints),
             rooms: Arc::new(rooms),
             shutdown_timeout: config.server.shutdown_timeout(),
+            tls,
         })
     }
 }
@@ -269,7 +279,25 @@ impl Server {
                             tracker: tracker.clone(),
                             peer,
                         };
-                        tracker.spawn(http.serve(stream, stopping.clone()));
+                        let stopping = stopping.clone();
+                        match self.tls.clone() {
+                            None => {
+                                tracker.spawn(http.serve(stream, stopping));
+                            }
+                            Some(tls) => {
+                                tracker.spawn(async move {
+                                    let handshake = tokio::time::timeout(
+                                        HEADER_READ_TIMEOUT,
+                                        tls.acceptor().accept(stream),
+                                    );
+                                    match handshake.await {
+                                        Ok(Ok(stream)) => http.serve(stream, stopping).await,
+                                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(err) => {
                         // Out of file descriptors and similar: back off instead of spinning.
@@ -379,7 +407,10 @@ struct HttpConnection {
 }
 
 impl HttpConnection {
-    async fn serve(self, stream: TcpStream, stopping: CancellationToken) {
+    async fn serve<S>(self, stream: S, stopping: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let this = Arc::new(self);
         let service = hyper::service::service_fn(move |request| {
             let this = this.clone();
@@ -564,27 +595,45 @@ async fn run_websocket(
     state.metrics.connections.inc();
     state.metrics.connections_open.inc();
     tracing::debug!(connection = handle.id(), %peer, "WebSocket open");
+    // The socket itself, not hyper's wrapper, so that an idle connection holds no buffer.
     let ending = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
-            let io = parts.io.into_inner();
-            let connection =
-                Connection::new(io, &parts.read_buf, handle.clone(), state.clone(), endpoint);
+            let connection = Connection::new(
+                parts.io.into_inner(),
+                &parts.read_buf,
+                handle.clone(),
+                state.clone(),
+                endpoint,
+            );
             // `read_buf` shares hyper's whole read buffer: let it go before the connection
             // settles into its (buffer-free) idle state.
             drop(parts.read_buf);
             connection.run().await
         }
-        Err(upgraded) => {
-            Connection::new(
-                TokioIo::new(upgraded),
-                &[],
-                handle.clone(),
-                state.clone(),
-                endpoint,
-            )
-            .run()
-            .await
-        }
+        Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => {
+                let connection = Connection::new(
+                    parts.io.into_inner(),
+                    &parts.read_buf,
+                    handle.clone(),
+                    state.clone(),
+                    endpoint,
+                );
+                drop(parts.read_buf);
+                connection.run().await
+            }
+            Err(upgraded) => {
+                Connection::new(
+                    TokioIo::new(upgraded),
+                    &[],
+                    handle.clone(),
+                    state.clone(),
+                    endpoint,
+                )
+                .run()
+                .await
+            }
+        },
     };
     state.hub.exchange.unsubscribe_all(&handle).await;
     state.metrics.connections_open.dec();
