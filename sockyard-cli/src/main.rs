@@ -315,6 +315,7 @@ async fn serve(
         builder = builder.resources(resources);
     }
     let server = builder.routes(router.build()?).build()?;
+    let shutdown = shutdown_signal().context("cannot listen for SIGINT and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -331,7 +332,7 @@ async fn serve(
         tracing::info!(url = %format!("{ws}://{local}{}<room>", room.path), command = %room.command, "rooms ready");
     }
     tracing::info!(%local, "sockyard {} listening (health: {http}://{local}/health)", env!("CARGO_PKG_VERSION"));
-    server.serve(listener, shutdown_signal()).await?;
+    server.serve(listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -351,27 +352,27 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, not when the future is first
+/// polled: a signal that comes right after the "listening" line must start a graceful shutdown,
+/// not end the process with the default action.
+pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

@@ -344,6 +344,7 @@ pub(crate) async fn run(args: WrapArgs) -> anyhow::Result<ExitCode> {
     settings.metrics = args.metrics;
     settings.static_dir = args.staticdir.clone();
     settings.origins = args.origin.clone();
+    let shutdown = crate::shutdown_signal().context("cannot listen for SIGINT and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -351,7 +352,7 @@ pub(crate) async fn run(args: WrapArgs) -> anyhow::Result<ExitCode> {
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     tracing::info!(%local, command = %args.cmd, "listening: rooms at {scheme}://{local}/<room>");
     RoomServer::new(rooms, settings, tls)
-        .serve(listener, crate::shutdown_signal())
+        .serve(listener, shutdown)
         .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

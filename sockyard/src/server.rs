@@ -596,49 +596,43 @@ async fn run_websocket(
     state.metrics.connections_open.inc();
     tracing::debug!(connection = handle.id(), %peer, "WebSocket open");
     // The socket itself, not hyper's wrapper, so that an idle connection holds no buffer.
+    let owner = SocketOwner {
+        handle: handle.clone(),
+        state: state.clone(),
+        endpoint,
+    };
     let ending = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let connection = Connection::new(
-                parts.io.into_inner(),
-                &parts.read_buf,
-                handle.clone(),
-                state.clone(),
-                endpoint,
-            );
-            // `read_buf` shares hyper's whole read buffer: let it go before the connection
-            // settles into its (buffer-free) idle state.
-            drop(parts.read_buf);
-            connection.run().await
-        }
+        Ok(taken) => owner.serve(taken.io.into_inner(), taken.read_buf).await,
         Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
-            Ok(parts) => {
-                let connection = Connection::new(
-                    parts.io.into_inner(),
-                    &parts.read_buf,
-                    handle.clone(),
-                    state.clone(),
-                    endpoint,
-                );
-                drop(parts.read_buf);
-                connection.run().await
-            }
-            Err(upgraded) => {
-                Connection::new(
-                    TokioIo::new(upgraded),
-                    &[],
-                    handle.clone(),
-                    state.clone(),
-                    endpoint,
-                )
-                .run()
-                .await
-            }
+            Ok(taken) => owner.serve(taken.io.into_inner(), taken.read_buf).await,
+            Err(upgraded) => owner.serve(TokioIo::new(upgraded), Bytes::new()).await,
         },
     };
     state.hub.exchange.unsubscribe_all(&handle).await;
     state.metrics.connections_open.dec();
     drop(registration);
     tracing::debug!(connection = handle.id(), code = ending.code, reason = %ending.reason, "WebSocket closed");
+}
+
+/// What a WebSocket connection needs besides its socket.
+struct SocketOwner {
+    handle: ConnectionHandle,
+    state: Arc<ServerState>,
+    endpoint: Arc<EndpointState>,
+}
+
+impl SocketOwner {
+    /// Runs the connection on `io`, starting with the bytes hyper had already read.
+    async fn serve<S>(self, io: S, read_buf: Bytes) -> crate::connection::Ending
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let connection = Connection::new(io, &read_buf, self.handle, self.state, self.endpoint);
+        // `read_buf` shares hyper's whole read buffer: let it go before the connection settles
+        // into its (buffer-free) idle state.
+        drop(read_buf);
+        connection.run().await
+    }
 }
 
 /// Builds an endpoint's encoding; for protobuf, reads and compiles its `.proto` texts.
