@@ -190,6 +190,9 @@ pub struct Limits {
     /// Milliseconds a client has to send its handshake after connecting; then 4005. Default
     /// 10000.
     pub handshake_timeout_ms: u64,
+    /// Milliseconds a new TCP connection has for the TLS handshake (when TLS is on) and again
+    /// for complete HTTP request headers; then it is dropped. Default 10000.
+    pub http_header_timeout_ms: u64,
     /// Milliseconds to wait for the client's close frame after sending ours. Default 2000.
     pub close_timeout_ms: u64,
     /// Open WebSocket connections the server accepts in total; beyond it, upgrades get HTTP
@@ -478,6 +481,7 @@ impl Default for Limits {
             write_buffer_bytes: 256 << 10,
             inbound_queue_bytes: 1 << 20,
             handshake_timeout_ms: 10_000,
+            http_header_timeout_ms: 10_000,
             close_timeout_ms: 2000,
             max_connections: 100_000,
             max_connections_per_ip: 10_000,
@@ -511,6 +515,13 @@ impl ServerConfig {
     /// `shutdown_timeout_ms` as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+impl Limits {
+    /// `http_header_timeout_ms` as a duration.
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
     }
 }
 
@@ -604,6 +615,10 @@ impl Config {
             ("limits.write_buffer_bytes", limits.write_buffer_bytes),
             ("limits.inbound_queue_bytes", limits.inbound_queue_bytes),
             ("limits.max_connections", limits.max_connections),
+            (
+                "limits.http_header_timeout_ms",
+                usize::try_from(limits.http_header_timeout_ms).unwrap_or(usize::MAX),
+            ),
             (
                 "limits.max_connections_per_ip",
                 limits.max_connections_per_ip,

@@ -41,9 +41,6 @@ use crate::stages::{Stages, UpgradeRequest};
 use crate::tls::Tls;
 use crate::ws::handshake;
 
-/// Time a client has to send complete HTTP request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// State every connection of a server shares.
 #[derive(Debug)]
 pub(crate) struct ServerState {
@@ -280,6 +277,7 @@ impl Server {
                             peer,
                         };
                         let stopping = stopping.clone();
+                        let header_timeout = self.state.limits.http_header_timeout();
                         match self.tls.clone() {
                             None => {
                                 tracker.spawn(http.serve(stream, stopping));
@@ -287,7 +285,7 @@ impl Server {
                             Some(tls) => {
                                 tracker.spawn(async move {
                                     let handshake = tokio::time::timeout(
-                                        HEADER_READ_TIMEOUT,
+                                        header_timeout,
                                         tls.acceptor().accept(stream),
                                     );
                                     match handshake.await {
@@ -411,6 +409,7 @@ impl HttpConnection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let header_timeout = self.state.limits.http_header_timeout();
         let this = Arc::new(self);
         let service = hyper::service::service_fn(move |request| {
             let this = this.clone();
@@ -419,7 +418,7 @@ impl HttpConnection {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(header_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

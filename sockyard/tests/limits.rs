@@ -382,3 +382,39 @@ async fn a_paused_connection_resumes_when_its_budget_refills() {
         "resumed late: {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_dropped() {
+    let mut config = Config::default();
+    config.limits.http_header_timeout_ms = 300;
+    let server = start_with(config).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest))
+        .await
+        .expect("the server kept a connection with unfinished headers");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+    // Dropped: closed (possibly with hyper's 408) or reset, never a 200.
+    if read.is_ok() {
+        assert!(
+            !String::from_utf8_lossy(&rest).contains(" 200 "),
+            "{rest:?}"
+        );
+    }
+    // Others are unaffected.
+    let mut fine = TcpStream::connect(server.addr).await.unwrap();
+    fine.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    fine.read_to_end(&mut reply).await.unwrap();
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+}
