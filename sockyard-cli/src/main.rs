@@ -351,7 +351,6 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
 /// Resolves on SIGINT or SIGTERM. The handlers are installed now, not when the future is first
 /// polled: a signal that comes right after the "listening" line must start a graceful shutdown,
 /// not end the process with the default action.

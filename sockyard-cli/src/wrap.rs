@@ -192,6 +192,10 @@ pub(crate) struct WrapArgs {
     /// Largest message in bytes, either way.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub(crate) max_message_bytes: usize,
+    /// Seconds a new connection has for its TLS handshake (with TLS on), and again for
+    /// complete HTTP request headers; then it is dropped.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub(crate) header_timeout: f64,
     /// Allowed Origins for WebSocket upgrades (comma-separated; `host[:port]` or full
     /// origins); others get 403.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -344,6 +348,10 @@ pub(crate) async fn run(args: WrapArgs) -> anyhow::Result<ExitCode> {
     settings.metrics = args.metrics;
     settings.static_dir = args.staticdir.clone();
     settings.origins = args.origin.clone();
+    settings.header_timeout = Some(Duration::from_millis(millis(
+        args.header_timeout,
+        "--header-timeout",
+    )?));
     let shutdown = crate::shutdown_signal().context("cannot listen for SIGINT and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

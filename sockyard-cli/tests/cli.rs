@@ -75,6 +75,72 @@ fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     Served { child, addr, db }
 }
 
+/// A `sockyard serve` over TLS with a throwaway certificate, and its directory (removed on
+/// drop).
+struct TlsServed {
+    _served: Served,
+    addr: std::net::SocketAddr,
+    cert: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for TlsServed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `sockyard serve` with a new self-signed certificate given in the environment and, as
+/// `config`, a configuration file; `None` (test skipped) without openssl outside CI.
+fn serve_tls(name: &str, config: Option<&str>) -> Option<TlsServed> {
+    let dir = std::env::temp_dir().join(format!("sockyard-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = tls_support::self_signed(&dir)?;
+    let mut extra = Vec::new();
+    if let Some(text) = config {
+        let file = dir.join("sockyard.toml");
+        std::fs::write(&file, text).unwrap();
+        extra = vec!["--config".to_owned(), file.to_str().unwrap().to_owned()];
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let served = serve_with_env(
+        &extra,
+        &[
+            ("SOCKYARD_TLS_CERT", cert.to_str().unwrap()),
+            ("SOCKYARD_TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    Some(TlsServed {
+        addr: served.addr.parse().unwrap(),
+        _served: served,
+        cert,
+        dir,
+    })
+}
+
+/// Runs `future` to completion on a new single-threaded runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// Sends the SocketCluster handshake and checks its reply.
+async fn handshake<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.send(Message::text(
+        r##"{"event":"#handshake","data":{},"cid":1}"##,
+    ))
+    .await
+    .unwrap();
+    let reply = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert!(reply.contains(r#""rid":1"#), "{reply}");
+}
+
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().expect("run sockyard")
 }
@@ -287,25 +353,12 @@ fn token_listen_and_publish_work_together() {
 
 #[test]
 fn serve_with_tls_answers_wss_and_https_only() {
-    let dir = std::env::temp_dir().join(format!("sockyard-cli-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some((cert, key)) = tls_support::self_signed(&dir) else {
+    // Given in the environment, as a deployment would.
+    let Some(tls) = serve_tls("tls", None) else {
         return;
     };
-    // Given in the environment, as a deployment would.
-    let served = serve_with_env(
-        &[],
-        &[
-            ("SOCKYARD_TLS_CERT", cert.to_str().unwrap()),
-            ("SOCKYARD_TLS_KEY", key.to_str().unwrap()),
-        ],
-    );
-    let addr: std::net::SocketAddr = served.addr.parse().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let (addr, cert) = (tls.addr, tls.cert.clone());
+    block_on(async {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         // HTTPS.
         let mut tls = tls_support::tls_connect(addr, &cert)
@@ -323,20 +376,8 @@ fn serve_with_tls_answers_wss_and_https_only() {
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(reply.contains(r#""status":"ok""#), "{reply}");
         // WSS: a SocketCluster handshake and a call.
-        let tls = tls_support::tls_connect(addr, &cert)
-            .await
-            .expect("TLS handshake");
-        let url = format!("wss://{addr}/socketcluster/");
-        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
-            .await
-            .expect("WebSocket over TLS");
-        ws.send(Message::text(
-            r##"{"event":"#handshake","data":{},"cid":1}"##,
-        ))
-        .await
-        .unwrap();
-        let handshake = ws.next().await.unwrap().unwrap().into_text().unwrap();
-        assert!(handshake.contains(r#""rid":1"#), "{handshake}");
+        let mut ws = tls_support::wss_connect(addr, &cert, "/socketcluster/").await;
+        handshake(&mut ws).await;
         ws.send(Message::text(
             r#"{"event":"echo","data":"over tls","cid":2}"#,
         ))
@@ -353,7 +394,6 @@ fn serve_with_tls_answers_wss_and_https_only() {
         .unwrap();
         assert!(plain.is_err());
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -372,4 +412,43 @@ fn serve_refuses_a_tls_certificate_without_its_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("server.tls_cert"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_certificate_it_cannot_read() {
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--tls-cert",
+            "missing-cert.pem",
+            "--tls-key",
+            "missing-key.pem",
+        ])
+        .output()
+        .expect("run sockyard");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the certificate chain in missing-cert.pem"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_drops_a_connection_that_never_starts_its_tls_handshake() {
+    let Some(tls) = serve_tls("tls-wait", Some("[limits]\nhttp_header_timeout_ms = 300\n")) else {
+        return;
+    };
+    let (addr, cert) = (tls.addr, tls.cert.clone());
+    block_on(async {
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let waited = tls_support::dropped_within(silent, Duration::from_secs(5)).await;
+        assert!(
+            waited >= Duration::from_millis(250),
+            "dropped after {waited:?}"
+        );
+        // Others still get in.
+        let mut ws = tls_support::wss_connect(addr, &cert, "/socketcluster/").await;
+        handshake(&mut ws).await;
+    });
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sockyard::auth::Authenticator;
-use tls_support::{self_signed, tls_connect};
+use tls_support::{dropped_within, self_signed, tls_connect, wss_connect};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use wrap_support::*;
@@ -404,13 +404,7 @@ async fn tls_serves_wss_and_https_with_the_given_certificate() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["status"], "ok");
     // WSS.
-    let tls = tls_connect(server.addr, &cert)
-        .await
-        .expect("TLS handshake");
-    let url = format!("wss://{}/secure", server.addr);
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
-        .await
-        .expect("WebSocket over TLS");
+    let mut ws = wss_connect(server.addr, &cert, "/secure").await;
     send(&mut ws, "over tls").await;
     assert_eq!(text(&mut ws).await, "over tls");
     // Plain ws:// on the TLS port does not get a WebSocket.
@@ -568,4 +562,44 @@ async fn tokens_do_not_reach_the_program() {
     let mut lines = texts(&mut ws, 2).await;
     lines.sort();
     assert_eq!(lines, ["env a=1&b=2", "join a=1&b=2"]);
+}
+
+#[tokio::test]
+async fn header_timeout_drops_connections_that_stall_before_their_request() {
+    // Plain: headers begun, never finished.
+    let server = wrap(&["--header-timeout", "0.3", "cat"]);
+    let mut unfinished = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    unfinished
+        .write_all(b"GET /room HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let waited = dropped_within(unfinished, WAIT).await;
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dropped after {waited:?}"
+    );
+
+    // TLS: no handshake at all.
+    let dir = TempDir::new("tls-wait");
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        return;
+    };
+    let server = wrap(&[
+        "--header-timeout",
+        "0.3",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "cat",
+    ]);
+    let silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let waited = dropped_within(silent, WAIT).await;
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dropped after {waited:?}"
+    );
+    let mut ws = wss_connect(server.addr, &cert, "/after").await;
+    send(&mut ws, "still served").await;
+    assert_eq!(text(&mut ws).await, "still served");
 }

@@ -616,10 +616,6 @@ impl Config {
             ("limits.inbound_queue_bytes", limits.inbound_queue_bytes),
             ("limits.max_connections", limits.max_connections),
             (
-                "limits.http_header_timeout_ms",
-                usize::try_from(limits.http_header_timeout_ms).unwrap_or(usize::MAX),
-            ),
-            (
                 "limits.max_connections_per_ip",
                 limits.max_connections_per_ip,
             ),
@@ -627,6 +623,9 @@ impl Config {
             if value == 0 {
                 return invalid(key, "must be greater than 0");
             }
+        }
+        if limits.http_header_timeout_ms == 0 {
+            return invalid("limits.http_header_timeout_ms", "must be greater than 0");
         }
         if self.channels.max_subscriptions == 0 || self.channels.max_channel_name_bytes == 0 {
             return invalid("channels", "limits must be greater than 0");
@@ -768,6 +767,21 @@ mod tests {
         let err = Config::from_toml_str("[limits]\noutbound_queue_length = 0\n", "t").unwrap_err();
         assert!(
             err.to_string().contains("`limits.outbound_queue_length`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_the_header_deadline_is_positive() {
+        let err = Config::from_toml_str("[server]\ntls_cert = \"c.pem\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("`server.tls_cert`"), "{err}");
+        let err = Config::from_toml_str("[server]\ntls_key = \"k.pem\"\n", "t").unwrap_err();
+        assert!(err.to_string().contains("`server.tls_cert`"), "{err}");
+        let both = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        assert!(Config::from_toml_str(both, "t").is_ok());
+        let err = Config::from_toml_str("[limits]\nhttp_header_timeout_ms = 0\n", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("`limits.http_header_timeout_ms`"),
             "{err}"
         );
     }

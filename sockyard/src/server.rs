@@ -284,14 +284,8 @@ impl Server {
                             }
                             Some(tls) => {
                                 tracker.spawn(async move {
-                                    let handshake = tokio::time::timeout(
-                                        header_timeout,
-                                        tls.acceptor().accept(stream),
-                                    );
-                                    match handshake.await {
-                                        Ok(Ok(stream)) => http.serve(stream, stopping).await,
-                                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    if let Some(stream) = tls.accept(stream, peer, header_timeout).await {
+                                        http.serve(stream, stopping).await;
                                     }
                                 });
                             }

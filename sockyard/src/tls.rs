@@ -1,12 +1,16 @@
 //! TLS for servers: an acceptor built from a PEM certificate chain and private key, so a server
 //! can answer `wss://` and `https://` on its port.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Why TLS could not be set up.
@@ -77,8 +81,24 @@ impl Tls {
         })
     }
 
-    /// The acceptor, for wrapping accepted connections.
-    pub fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    /// Completes the TLS handshake of a connection accepted from `peer` within `deadline`;
+    /// `None` (logged at debug level) when it fails or takes longer.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Duration,
+    ) -> Option<TlsStream<TcpStream>> {
+        match tokio::time::timeout(deadline, self.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 }

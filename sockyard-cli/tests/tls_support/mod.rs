@@ -66,3 +66,33 @@ pub async fn tls_connect(
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     connector.connect(name, tcp).await
 }
+
+/// A WebSocket over TLS to `path` on `addr`, trusting only `cert`.
+pub async fn wss_connect(
+    addr: std::net::SocketAddr,
+    cert: &Path,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tls = tls_connect(addr, cert).await.expect("TLS handshake");
+    let url = format!("wss://{addr}{path}");
+    let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
+        .await
+        .expect("WebSocket over TLS");
+    ws
+}
+
+/// Waits until the server drops `stream`, a connection that sent nothing (or unfinished
+/// headers); returns how long that took. Panics when it is still open after `limit`.
+pub async fn dropped_within(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // Closed or reset: either way it was dropped.
+    let _closed_or_reset = tokio::time::timeout(limit, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server kept a connection that never finished its handshake");
+    started.elapsed()
+}

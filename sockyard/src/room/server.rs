@@ -22,8 +22,8 @@ use super::Rooms;
 use crate::tls::Tls;
 use crate::ws::handshake;
 
-/// Time allowed for a request's headers (and a TLS handshake).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a request's headers (and a TLS handshake) when the settings name none.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the HTTP side of a room server offers.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +39,15 @@ pub struct RoomServerSettings {
     pub origins: Vec<String>,
     /// How long a shutdown waits for programs to stop. Default 5 s.
     pub shutdown_timeout: Option<Duration>,
+    /// How long a new connection has for its TLS handshake (with TLS on), and again for
+    /// complete HTTP request headers; then it is dropped. Default 10 s.
+    pub header_timeout: Option<Duration>,
+}
+
+impl RoomServerSettings {
+    fn header_timeout(&self) -> Duration {
+        self.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT)
+    }
 }
 
 /// Serves rooms.
@@ -83,17 +92,12 @@ impl RoomServer {
                         };
                         let tls = self.tls.clone();
                         let stopping = stopping.clone();
+                        let header_timeout = self.settings.header_timeout();
                         tracker.spawn(async move {
                             match tls {
                                 Some(tls) => {
-                                    let handshake = tokio::time::timeout(
-                                        HEADER_READ_TIMEOUT,
-                                        tls.acceptor().accept(stream),
-                                    );
-                                    match handshake.await {
-                                        Ok(Ok(stream)) => connection.serve(stream, stopping).await,
-                                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-                                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    if let Some(stream) = tls.accept(stream, peer, header_timeout).await {
+                                        connection.serve(stream, stopping).await;
                                     }
                                 }
                                 None => connection.serve(stream, stopping).await,
@@ -132,6 +136,7 @@ impl HttpConnection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let header_timeout = self.settings.header_timeout();
         let this = Arc::new(self);
         let service = hyper::service::service_fn(move |request| {
             let this = this.clone();
@@ -140,7 +145,7 @@ impl HttpConnection {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(header_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
