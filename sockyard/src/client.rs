@@ -908,13 +908,13 @@ impl Driver {
                     lock(&self.memory).token = None;
                     let _ = self.events.send(ClientEvent::AuthTokenRemoved);
                 }
-                Packet::Handshake { .. }
+                Packet::Open { .. }
+                | Packet::Api { .. }
                 | Packet::Disconnect { .. }
                 | Packet::Raw(_)
                 | Packet::Subscribe { .. }
                 | Packet::Unsubscribe { .. }
                 | Packet::Authenticate { .. }
-                | Packet::Authorize { .. }
                 | Packet::Invalid { .. } => {}
             }
         }

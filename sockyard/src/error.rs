@@ -1,12 +1,11 @@
-//! Error types: [`ApiError`], the error a client receives in a reply, and the crate-level
-//! [`Error`] that gathers each layer's own enum.
+//! [`ApiError`]: the error a client receives in a reply, with the stable names every layer uses.
+//! It depends on nothing else in the crate, so every layer can use it.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use thiserror::Error;
 
 /// An error sent back to a caller as an error reply.
 ///
@@ -44,6 +43,12 @@ impl ApiError {
     pub const INTERNAL: &'static str = "InternalError";
     /// Name of the error a client sees when a call it made timed out.
     pub const TIMEOUT: &'static str = "TimeoutError";
+    /// Name of the error for a malformed reserved message or a refused action (as SocketCluster's
+    /// `sc-errors`).
+    pub const INVALID_ACTION: &'static str = "InvalidActionError";
+    /// Name of the error for a failed subscribe, unsubscribe or publish (as SocketCluster's
+    /// `sc-errors`).
+    pub const BROKER_ERROR: &'static str = "BrokerError";
 
     /// An error with the given name and message and no extra fields.
     pub fn new(name: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
@@ -112,59 +117,6 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-/// Every error the library's fallible setup and client functions return.
-#[derive(Debug, Error)]
-pub enum Error {
-    /// The configuration could not be read or is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// Routes could not be assembled (conflicting or malformed paths).
-    #[error(transparent)]
-    Router(#[from] crate::router::RouterError),
-    /// The auth keys could not be set up.
-    #[error(transparent)]
-    Auth(#[from] crate::auth::AuthSetupError),
-    /// An endpoint's protobuf types could not be built.
-    #[error("endpoint {endpoint}: {source}")]
-    Protobuf {
-        /// The endpoint's path.
-        endpoint: String,
-        /// What went wrong.
-        source: crate::codec::protobuf::SchemaError,
-    },
-    /// A file named in the configuration could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// Resources could not be declared, stored or migrated.
-    #[error("{0}")]
-    Resource(String),
-    /// A `[[room]]` cannot run.
-    #[error("room {path}: {message}")]
-    Room {
-        /// The room's path.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The TLS certificate or key cannot be used.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// A client operation failed.
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    /// An IO error outside any single connection (for example reading a file named in config).
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// `Result` with the crate's [`enum@Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //! token is bad.
 
 pub mod access;
+mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,8 +13,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::config::{AuthAlgorithm, AuthConfig};
 use crate::error::ApiError;
+
+pub use settings::{AuthAlgorithm, AuthConfig, DEMO_AUTH_KEY};
 
 /// The claims of a token: a JSON object (for example `{"username":"ann","iat":…,"exp":…}`).
 pub type Claims = Map<String, Value>;

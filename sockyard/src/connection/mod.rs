@@ -1,16 +1,22 @@
 //! One WebSocket connection: the single type that owns a socket's IO.
 //!
-//! `Connection` reads frames, runs the dialect, dispatches calls strictly in order, writes
-//! replies and queued pushes, sends pings and enforces the limits. It is one hand-written state
-//! machine polled by one task, so a connection costs one task and no idle buffers:
+//! `Connection` reads frames, runs the dialect, hands packets to the services strictly in
+//! order, writes replies and queued pushes, sends pings and enforces the limits. It is one
+//! hand-written state machine polled by one task, so a connection costs one task and no idle
+//! buffers:
 //!
 //! - reads go into a per-thread scratch buffer; only a partially received frame is kept;
 //! - replies and pushes are gathered into one buffer and written with one call per wake-up
 //!   (everything that is ready goes out together), then the buffer is released;
 //! - one timer serves every deadline (handshake, ping, pong, close, throttling).
+//!
+//! What a packet means is decided by the dialect (`protocol/`) and what it does by the services
+//! (`service/`); this module only moves bytes and keeps time. The processing of calls, one at a
+//! time, is in `calls.rs`.
 
-mod dialect;
-mod handle;
+mod budget;
+mod calls;
+mod limits;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -25,23 +31,22 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub use handle::{ConnectionHandle, Format, InvokeError, SendError};
+pub use limits::Limits;
 
-use crate::codec::{Encoding, FrameKind};
-use crate::error::ApiError;
-use crate::metrics::ErrorKind;
-use crate::protocol::{socketcluster, Inbound};
-use crate::protocol::{CallId, Packet};
-use crate::router::{CallFuture, CallResult};
-use crate::server::{EndpointState, ServerState};
+use crate::codec::FrameKind;
+use crate::metrics::{ErrorKind, Metrics};
+use crate::peer::ConnectionHandle;
+use crate::protocol::{self, Inbound, Packet, Session};
+use crate::service::{Endpoint, Services};
 use crate::ws::frame::{self, OpCode, Role};
 use crate::ws::{Message, MessageReader};
-use dialect::Session;
+use budget::Budget;
+use calls::InFlight;
 
 /// Close code sent when a connection's outbound queue overflows (a slow consumer).
-pub const CLOSE_SLOW_CONSUMER: u16 = 4400;
+pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 4400;
 /// Close code sent to every connection when the server shuts down.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Size of the per-thread read buffer. One read takes at most this much from a socket.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -61,55 +66,6 @@ enum Phase {
     Closed,
 }
 
-/// Token bucket for `limits.max_messages_per_second`: one token per packet processed, refilled
-/// continuously, holding at most one second's worth.
-#[derive(Debug)]
-struct Budget {
-    rate: f64,
-    tokens: f64,
-    refreshed: Instant,
-}
-
-impl Budget {
-    fn new(rate: u32, now: Instant) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            refreshed: now,
-        }
-    }
-
-    /// Takes a token, or says when one will be available.
-    fn take(&mut self, now: Instant) -> Result<(), Instant> {
-        let elapsed = now.duration_since(self.refreshed).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.refreshed = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
-    }
-}
-
-/// A call being processed: only one at a time, so calls finish in the order they arrived.
-struct InFlight {
-    id: Option<CallId>,
-    kind: CallKind,
-    future: CallFuture,
-}
-
-/// What finishing a call means beyond sending its reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallKind {
-    /// An ordinary call (or a reserved event answered like one).
-    Call,
-    /// The handshake: on success the session opens; on failure the socket closes with the
-    /// error's `statusCode`.
-    Handshake,
-}
-
 /// How a connection ended, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ending {
@@ -117,12 +73,20 @@ pub(crate) struct Ending {
     pub(crate) reason: String,
 }
 
+/// What every connection of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Metrics,
+    pub(crate) services: Arc<Services>,
+}
+
 /// The IO owner for one upgraded WebSocket.
 pub(crate) struct Connection<S> {
     io: S,
     handle: ConnectionHandle,
-    server: Arc<ServerState>,
-    endpoint: Arc<EndpointState>,
+    shared: Arc<Shared>,
+    endpoint: Arc<Endpoint>,
     reader: MessageReader,
     session: Session,
     /// Data messages received before the handshake was processed; they are decoded only when
@@ -158,17 +122,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         io: S,
         early: &[u8],
         handle: ConnectionHandle,
-        server: Arc<ServerState>,
-        endpoint: Arc<EndpointState>,
+        shared: Arc<Shared>,
+        endpoint: Arc<Endpoint>,
     ) -> Self {
         let now = Instant::now();
-        let limits = &server.limits;
+        let limits = &shared.limits;
         let handshake_deadline = now + endpoint.opening_timeout;
         let mut connection = Self {
             io,
             handle,
             reader: MessageReader::new(Role::Server, limits.max_message_bytes),
-            session: Session::new(endpoint.dialect, endpoint.version),
+            session: Session::new(endpoint.format.dialect, &endpoint.session),
             received: VecDeque::new(),
             inbox: VecDeque::new(),
             queued_bytes: 0,
@@ -187,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             paused_until: None,
             last_seen: now,
             budget: Budget::new(limits.max_messages_per_second, now),
-            server,
+            shared,
             endpoint,
         };
         if !early.is_empty() {
@@ -210,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.handle.register(cx.waker());
         let result = self.poll_steps(cx);
         if self.frames_out > 0 {
-            self.server.metrics.messages_out.inc_by(self.frames_out);
+            self.shared.metrics.messages_out.inc_by(self.frames_out);
             self.frames_out = 0;
         }
         result
@@ -223,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 if let Some(request) = self.handle.take_close_request() {
                     self.start_close(request.code, &request.reason);
                 } else if self.handle.overflowed() {
-                    self.server.metrics.error(ErrorKind::slow_consumer);
+                    self.shared.metrics.error(ErrorKind::slow_consumer);
                     self.start_close(CLOSE_SLOW_CONSUMER, "Outbound queue overflow");
                 }
             }
@@ -232,11 +196,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if self.peer_close.is_some() {
                 self.finish_peer_close();
             }
-            if self.phase == Phase::Open && self.out.len() < self.server.limits.write_buffer_bytes {
-                let moved = self
+            if self.phase == Phase::Open && self.out.len() < self.shared.limits.write_buffer_bytes {
+                let drained = self
                     .handle
-                    .drain_into(&mut self.out, self.server.limits.write_buffer_bytes);
-                self.frames_out += moved as u64;
+                    .drain_into(&mut self.out, self.shared.limits.write_buffer_bytes);
+                self.frames_out += drained.frames as u64;
             }
             if self.may_read() {
                 match self.poll_read(cx) {
@@ -276,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if self.read_eof || self.phase == Phase::Closed || self.peer_close.is_some() {
             return false;
         }
-        let limits = &self.server.limits;
+        let limits = &self.shared.limits;
         let held_back = self.queued_bytes >= limits.inbound_queue_bytes
             || self.out.len() - self.written >= limits.write_buffer_bytes;
         if held_back {
@@ -327,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         frame::FrameError::TooLarge { .. } => ErrorKind::message_too_large,
                         _ => ErrorKind::bad_frame,
                     };
-                    self.server.metrics.error(kind);
+                    self.shared.metrics.error(kind);
                     self.start_close(err.close_code(), &err.to_string());
                 }
                 Poll::Ready(Ok(()))
@@ -341,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let parsed = self.reader.feed(bytes, &mut messages);
         self.on_messages(messages);
         if let Err(err) = parsed {
-            self.server.metrics.error(ErrorKind::bad_frame);
+            self.shared.metrics.error(ErrorKind::bad_frame);
             self.start_close(err.close_code(), &err.to_string());
         }
     }
@@ -368,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
         if data_messages > 0 {
-            self.server.metrics.messages_in.inc_by(data_messages);
+            self.shared.metrics.messages_in.inc_by(data_messages);
         }
     }
 
@@ -394,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn decode(&mut self, payload: &[u8], binary: bool) {
         let mut items = Vec::new();
         self.session
-            .decode(&self.endpoint.encoding, payload, binary, &mut items);
+            .decode(&self.endpoint.format.encoding, payload, binary, &mut items);
         let mut weight = payload.len();
         for item in items {
             match item {
@@ -443,263 +407,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Processes queued items in order; one call may be in flight at a time.
-    fn drive_calls(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let mut progress = false;
-        loop {
-            if let Some(call) = self.call.as_mut() {
-                let Poll::Ready(result) = call.future.as_mut().poll(cx) else {
-                    break;
-                };
-                let (id, kind) = (call.id, call.kind);
-                self.call = None;
-                progress = true;
-                self.finish_call(id, kind, result);
-            }
-            if self.phase != Phase::Open
-                || self.paused_until.is_some()
-                || self.out.len() - self.written >= self.server.limits.write_buffer_bytes
-            {
-                break;
-            }
-            if self.inbox.is_empty() {
-                let Some(message) = self.received.pop_front() else {
-                    break;
-                };
-                let (payload, binary) = match message {
-                    Message::Binary(bytes) => (bytes, true),
-                    Message::Text(bytes) => (bytes, false),
-                    _ => continue,
-                };
-                self.queued_bytes -= payload.len();
-                self.decode(&payload, binary);
-                progress = true;
-                continue;
-            }
-            if let Err(until) = self.budget.take(Instant::now()) {
-                self.paused_until = Some(until);
-                // A new deadline: let the caller loop once more so the timer learns of it.
-                progress = true;
-                break;
-            }
-            if let Some((item, weight)) = self.inbox.pop_front() {
-                self.queued_bytes -= weight;
-                progress = true;
-                self.on_inbound(item);
-            }
-        }
-        if self.inbox.is_empty() && self.inbox.capacity() > 16 {
-            self.inbox = VecDeque::new();
-        }
-        if self.received.is_empty() && self.received.capacity() > 16 {
-            self.received = VecDeque::new();
-        }
-        progress
-    }
-
-    fn on_inbound(&mut self, item: Inbound) {
-        match item {
-            Inbound::Pong => {}
-            Inbound::Close(code, reason) => {
-                self.server.metrics.error(ErrorKind::protocol_violation);
-                self.start_close(code, &reason);
-            }
-            Inbound::Packet(packet) => self.on_packet(packet),
-        }
-    }
-
-    fn on_packet(&mut self, packet: Packet) {
-        if self.session.is_open() {
-            self.handle.expire_auth();
-        }
-        let hub = self.handle.hub().clone();
-        let handle = self.handle.clone();
-        let (id, kind, future) = match packet {
-            Packet::Handshake { id, auth_token } => {
-                // The client has made its opening move: the deadline no longer applies.
-                self.handshake_deadline = None;
-                let ping_timeout = self.endpoint.ping_timeout.as_millis() as u64;
-                (
-                    Some(id),
-                    CallKind::Handshake,
-                    hub.handshake(handle, auth_token, ping_timeout),
-                )
-            }
-            Packet::Call { id, route, data } => {
-                let future = match (hub.check_call(&handle, &route), &self.endpoint.encoding) {
-                    (Err(err), _) => Box::pin(std::future::ready(Err(err))) as CallFuture,
-                    (Ok(_), Encoding::Protobuf(schema)) if route == "#api" && schema.has_api() => {
-                        crate::api::call(
-                            schema.clone(),
-                            self.endpoint.routes.clone(),
-                            self.endpoint.api_routes.clone(),
-                            handle,
-                            data,
-                        )
-                    }
-                    (Ok(_), _) => self
-                        .endpoint
-                        .routes
-                        .call(&handle, &route, data, id.is_none()),
-                };
-                (id, CallKind::Call, future)
-            }
-            Packet::Subscribe {
-                id: Some(id),
-                channel,
-                data,
-            } => (
-                Some(id),
-                CallKind::Call,
-                hub.subscribe(handle, channel, data),
-            ),
-            // As the official server: a transmitted #subscribe subscribes nobody.
-            Packet::Subscribe { id: None, .. } => return,
-            Packet::Unsubscribe { id, channel } => {
-                (id, CallKind::Call, hub.unsubscribe(handle, channel))
-            }
-            Packet::Publish { id, channel, data } => {
-                (id, CallKind::Call, hub.publish(handle, channel, data))
-            }
-            Packet::Authenticate { id, token } => {
-                (Some(id), CallKind::Call, hub.authenticate(handle, token))
-            }
-            Packet::Deauthenticate => {
-                // The client dropped its token itself: no #removeAuthToken back.
-                hub.drop_claims(&handle);
-                return;
-            }
-            Packet::Authorize { id, payload } => {
-                self.handshake_deadline = None;
-                let authorizer = self.endpoint.authorizer;
-                (
-                    Some(id),
-                    CallKind::Handshake,
-                    hub.authorize(handle, authorizer, payload),
-                )
-            }
-            Packet::Invalid { id: None, error } => {
-                self.server.metrics.error(ErrorKind::invalid_request);
-                let mut payload = Vec::new();
-                if let Some(kind) = self.session.encode_unanswered_error(&error, &mut payload) {
-                    self.write_data(kind, &payload);
-                }
-                return;
-            }
-            Packet::Invalid { id, error } => {
-                self.server.metrics.error(ErrorKind::invalid_request);
-                (
-                    id,
-                    CallKind::Call,
-                    Box::pin(std::future::ready(Err(error))) as CallFuture,
-                )
-            }
-            // Replies are delivered as soon as they are decoded.
-            Packet::Reply { id, result } => {
-                self.handle.resolve(id, result);
-                return;
-            }
-            Packet::Disconnect { code, reason } => {
-                let code = code
-                    .filter(|c| matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999))
-                    .unwrap_or(1000);
-                let reason = match reason {
-                    Some(serde_json::Value::String(text)) => text,
-                    _ => String::new(),
-                };
-                self.start_close(code, &reason);
-                return;
-            }
-            Packet::Raw(_) => {
-                self.server.metrics.error(ErrorKind::raw_message);
-                return;
-            }
-        };
-        self.call = Some(InFlight { id, kind, future });
-    }
-
-    fn finish_call(&mut self, id: Option<CallId>, kind: CallKind, result: CallResult) {
-        if kind == CallKind::Handshake {
-            return self.finish_handshake(id, result);
-        }
-        if let Err(err) = &result {
-            self.server.metrics.error(classify_error(err));
-        }
-        let Some(id) = id else {
-            if let Err(err) = result {
-                tracing::debug!(connection = self.handle.id(), error = %err, "transmit failed");
-            }
-            return;
-        };
-        self.write_reply(id, &result);
-    }
-
-    /// Encodes and queues the reply to call `id`.
-    fn write_reply(&mut self, id: CallId, result: &CallResult) {
-        let codec = &self.endpoint.encoding;
-        let mut payload = Vec::new();
-        let encoded = match result {
-            Ok(data) => self
-                .session
-                .encode_reply(codec, id, Ok(data.as_ref()), &mut payload),
-            Err(err) => self.session.encode_reply(codec, id, Err(err), &mut payload),
-        };
-        match encoded {
-            Ok(Some(kind)) => self.write_data(kind, &payload),
-            Ok(None) => {}
-            Err(err) => {
-                tracing::error!(error = %err, "could not encode a reply");
-                payload.clear();
-                let fallback = ApiError::internal("The reply could not be encoded");
-                if let Ok(Some(kind)) =
-                    self.session
-                        .encode_reply(codec, id, Err(&fallback), &mut payload)
-                {
-                    self.write_data(kind, &payload);
-                }
-            }
-        }
-    }
-
-    /// Finishes the opening exchange (SocketCluster's handshake, CTProto's authorize).
-    fn finish_handshake(&mut self, id: Option<CallId>, result: CallResult) {
-        match &result {
-            Ok(_) => {
-                self.session.open();
-                self.next_ping
-                    .get_or_insert(Instant::now() + self.endpoint.ping_interval);
-                if let Some(id) = id {
-                    self.write_reply(id, &result);
-                }
-            }
-            Err(err) => {
-                let (code, reason, reply) = self.session.opening_refused(err);
-                if let (Some(id), true) = (id, reply) {
-                    self.write_reply(id, &result);
-                }
-                self.server.metrics.error(ErrorKind::handshake_rejected);
-                self.start_close(code, &reason);
-            }
-        }
-    }
-
     fn poll_timers(&mut self, cx: &mut TaskContext<'_>) {
         loop {
             let now = Instant::now();
             if self.handshake_deadline.is_some_and(|t| now >= t) {
                 self.handshake_deadline = None;
-                self.server.metrics.error(ErrorKind::handshake_timeout);
+                self.shared.metrics.error(ErrorKind::handshake_timeout);
                 let (code, reason) = self.session.opening_timeout();
                 self.start_close(code, reason);
             }
             if self.phase == Phase::Open && self.session.is_open() {
                 if now.duration_since(self.last_seen) >= self.endpoint.ping_timeout {
-                    self.server.metrics.error(ErrorKind::pong_timeout);
-                    self.start_close(socketcluster::CLOSE_PONG_TIMEOUT, "Client pong timed out");
+                    self.shared.metrics.error(ErrorKind::pong_timeout);
+                    let (code, reason) = self.session.pong_timeout();
+                    self.start_close(code, reason);
                 } else if self.next_ping.is_some_and(|t| now >= t) {
                     self.frames_out += self
                         .session
-                        .write_pings(&self.endpoint.encoding, &mut self.out);
+                        .write_pings(&self.endpoint.format.encoding, &mut self.out);
                     self.next_ping = Some(now + self.endpoint.ping_interval);
                 }
             }
@@ -758,7 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return;
         }
         self.discard_work();
-        self.frames_out += self.handle.drain_into(&mut self.out, usize::MAX) as u64;
+        self.frames_out += self.handle.drain_into(&mut self.out, usize::MAX).frames as u64;
         self.handle.mark_closed();
         self.write_control(OpCode::Close, &frame::close_body(code, reason));
         self.ending = Some(Ending {
@@ -772,7 +497,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Phase::Closing
         };
         self.close_deadline =
-            Some(Instant::now() + Duration::from_millis(self.server.limits.close_timeout_ms));
+            Some(Instant::now() + Duration::from_millis(self.shared.limits.close_timeout_ms));
     }
 
     fn discard_work(&mut self) {
@@ -784,11 +509,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn write_data(&mut self, kind: FrameKind, payload: &[u8]) {
-        let opcode = match kind {
-            FrameKind::Text => OpCode::Text,
-            FrameKind::Binary => OpCode::Binary,
-        };
-        frame::write_frame(&mut self.out, opcode, payload);
+        protocol::write_data_frame(&mut self.out, kind, payload);
         self.frames_out += 1;
     }
 
@@ -797,22 +518,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     fn lost(&mut self, err: &io::Error) {
-        self.server.metrics.error(ErrorKind::io);
+        self.shared.metrics.error(ErrorKind::io);
         if self.ending.is_none() {
             self.ending = Some(Ending {
                 code: 1006,
                 reason: err.to_string(),
             });
         }
-    }
-}
-
-fn classify_error(err: &ApiError) -> ErrorKind {
-    if err.name == ApiError::NOT_FOUND {
-        ErrorKind::not_found
-    } else if crate::router::is_panic_error(err) {
-        ErrorKind::handler_panic
-    } else {
-        ErrorKind::handler_error
     }
 }

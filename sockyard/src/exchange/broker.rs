@@ -2,10 +2,9 @@
 //! publications between Sockyard nodes. The in-memory broker serves a single node; brokers over
 //! Redis or NATS implement the same trait.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -17,7 +16,7 @@ use super::Inbox;
 pub struct BrokerError(pub String);
 
 /// The future a broker operation returns.
-pub type BrokerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>>;
+pub type BrokerFuture<'a> = BoxFuture<'a, Result<(), BrokerError>>;
 
 /// Carries publications between nodes.
 ///

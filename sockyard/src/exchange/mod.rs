@@ -1,11 +1,13 @@
-//! Channels: which local connections hold which channel, and fan-out of publications to them.
+//! Channels: which local subscribers hold which channel, and fan-out of publications to them.
 //!
 //! A publication is encoded once per wire format and the same bytes are queued for every local
 //! subscriber of that format. Publishing never waits for subscribers: each has its own bounded
 //! queue, and one that overflows is disconnected (close 4400) without slowing anyone else.
-//! Traffic between nodes goes through a [`Broker`].
+//! Traffic between nodes goes through a [`Broker`]. The exchange knows its subscribers only
+//! through the narrow [`Subscriber`] trait, so it imports nothing of the connections above it.
 
 mod broker;
+mod subscriber;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -18,8 +20,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 pub use broker::{Broker, BrokerError, BrokerFuture, MemoryBroker};
-
-use crate::connection::{ConnectionHandle, Format, SendError};
+pub use subscriber::{Delivery, Subscriber};
 
 /// Number of independently locked parts of the channel table.
 const SHARDS: usize = 32;
@@ -36,7 +37,7 @@ pub enum Outbound {
 }
 
 /// A publish-out filter: called for every subscriber of every publication, so it must be quick.
-pub type PublishOut = Arc<dyn Fn(&ConnectionHandle, &str, &Value) -> Outbound + Send + Sync>;
+pub type PublishOut<S> = Arc<dyn Fn(&S, &str, &Value) -> Outbound + Send + Sync>;
 
 /// Why a subscription was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -67,43 +68,62 @@ pub struct ExchangeCounters {
     pub subscriptions: Gauge,
 }
 
-#[derive(Clone)]
-struct Subscriber {
-    key: u64,
-    handle: ConnectionHandle,
-}
-
 /// One channel's local subscribers. Delivery takes a reference to the list and works outside
 /// the lock; a change while a delivery is under way copies the list first.
-#[derive(Default)]
-struct Channel {
-    subscribers: Arc<Vec<Subscriber>>,
+struct Channel<S> {
+    subscribers: Arc<Vec<S>>,
 }
 
-struct Shared {
-    shards: Vec<Mutex<HashMap<Arc<str>, Channel>>>,
+impl<S> Default for Channel<S> {
+    fn default() -> Self {
+        Self {
+            subscribers: Arc::new(Vec::new()),
+        }
+    }
+}
+
+struct Shared<S: Subscriber> {
+    shards: Vec<Mutex<HashMap<Arc<str>, Channel<S>>>>,
     hasher: std::collections::hash_map::RandomState,
     broker: Arc<dyn Broker>,
-    publish_out: Option<PublishOut>,
+    publish_out: Option<PublishOut<S>>,
     counters: ExchangeCounters,
 }
 
 /// The channel table and fan-out of one server; cheap to clone.
-#[derive(Clone)]
-pub struct Exchange {
-    shared: Arc<Shared>,
+pub struct Exchange<S: Subscriber> {
+    shared: Arc<Shared<S>>,
 }
 
-impl std::fmt::Debug for Exchange {
+impl<S: Subscriber> Clone for Exchange<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: Subscriber> std::fmt::Debug for Exchange<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exchange").finish_non_exhaustive()
+    }
+}
+
+/// What a broker hands publications to: the local fan-out of one exchange.
+trait LocalDelivery: Send + Sync {
+    fn deliver(&self, channel: &str, data: Option<&Value>);
+}
+
+impl<S: Subscriber> LocalDelivery for Shared<S> {
+    fn deliver(&self, channel: &str, data: Option<&Value>) {
+        self.fan_out(channel, data);
     }
 }
 
 /// Where a broker hands publications for this node.
 #[derive(Clone)]
 pub struct Inbox {
-    exchange: Weak<Shared>,
+    exchange: Weak<dyn LocalDelivery>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -115,17 +135,17 @@ impl std::fmt::Debug for Inbox {
 impl Inbox {
     /// Delivers a publication to this node's subscribers of `channel`.
     pub fn deliver(&self, channel: &str, data: Option<&Value>) {
-        if let Some(shared) = self.exchange.upgrade() {
-            Exchange { shared }.deliver(channel, data);
+        if let Some(exchange) = self.exchange.upgrade() {
+            exchange.deliver(channel, data);
         }
     }
 }
 
-impl Exchange {
+impl<S: Subscriber> Exchange<S> {
     /// An exchange using `broker`, with an optional publish-out filter.
     pub fn new(
         broker: Arc<dyn Broker>,
-        publish_out: Option<PublishOut>,
+        publish_out: Option<PublishOut<S>>,
         counters: ExchangeCounters,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -135,9 +155,8 @@ impl Exchange {
             publish_out,
             counters,
         });
-        shared.broker.attach(Inbox {
-            exchange: Arc::downgrade(&shared),
-        });
+        let weak: Weak<Shared<S>> = Arc::downgrade(&shared);
+        shared.broker.attach(Inbox { exchange: weak });
         Self { shared }
     }
 
@@ -146,42 +165,29 @@ impl Exchange {
         Self::new(MemoryBroker::new(), None, ExchangeCounters::default())
     }
 
-    fn shard(&self, channel: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Channel>> {
-        let index = (self.shared.hasher.hash_one(channel) as usize) % SHARDS;
-        // Each update is a single insert or remove: a poisoned lock is still consistent.
-        self.shared.shards[index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Subscribes `connection` to `channel` (subscribing twice is not an error), keeping it under
-    /// `limit` subscriptions.
+    /// Subscribes `subscriber` to `channel` (subscribing twice is not an error), keeping it
+    /// under `limit` subscriptions.
     pub async fn subscribe(
         &self,
-        connection: &ConnectionHandle,
+        subscriber: &S,
         channel: &str,
         limit: usize,
     ) -> Result<(), SubscribeError> {
         let channel: Arc<str> = Arc::from(channel);
-        match connection.add_subscription(&channel, limit) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(err) => return Err(err),
+        if !subscriber.add_subscription(&channel, limit)? {
+            return Ok(());
         }
         let first = {
-            let mut shard = self.shard(&channel);
+            let mut shard = self.shared.shard(&channel);
             let entry = shard.entry(channel.clone()).or_default();
             let first = entry.subscribers.is_empty();
-            Arc::make_mut(&mut entry.subscribers).push(Subscriber {
-                key: connection.key(),
-                handle: connection.clone(),
-            });
+            Arc::make_mut(&mut entry.subscribers).push(subscriber.clone());
             first
         };
         if first {
             if let Err(err) = self.shared.broker.subscribe(&channel).await {
-                self.detach(connection, &channel).await;
-                connection.remove_subscription(&channel);
+                self.detach(subscriber, &channel).await;
+                subscriber.remove_subscription(&channel);
                 return Err(err.into());
             }
         }
@@ -190,45 +196,30 @@ impl Exchange {
         Ok(())
     }
 
-    /// Unsubscribes `connection` from `channel`; `false` if it was not subscribed.
-    pub async fn unsubscribe(&self, connection: &ConnectionHandle, channel: &str) -> bool {
-        if !connection.remove_subscription(channel) {
+    /// Unsubscribes `subscriber` from `channel`; `false` if it was not subscribed.
+    pub async fn unsubscribe(&self, subscriber: &S, channel: &str) -> bool {
+        if !subscriber.remove_subscription(channel) {
             return false;
         }
-        self.detach(connection, channel).await;
+        self.detach(subscriber, channel).await;
         self.shared.counters.unsubscribes.inc();
         self.shared.counters.subscriptions.dec();
         true
     }
 
-    /// Unsubscribes `connection` from everything (when it closes).
-    pub async fn unsubscribe_all(&self, connection: &ConnectionHandle) {
-        for channel in connection.take_subscriptions() {
-            self.detach(connection, &channel).await;
+    /// Unsubscribes `subscriber` from everything (when it closes).
+    pub async fn unsubscribe_all(&self, subscriber: &S) {
+        for channel in subscriber.take_subscriptions() {
+            self.detach(subscriber, &channel).await;
             self.shared.counters.unsubscribes.inc();
             self.shared.counters.subscriptions.dec();
         }
     }
 
-    /// Removes the connection from the channel's list; the last one out unsubscribes the node.
-    async fn detach(&self, connection: &ConnectionHandle, channel: &str) {
-        let now_empty = {
-            let mut shard = self.shard(channel);
-            let Some(entry) = shard.get_mut(channel) else {
-                return;
-            };
-            let key = connection.key();
-            let list = Arc::make_mut(&mut entry.subscribers);
-            if let Some(at) = list.iter().position(|s| s.key == key) {
-                list.swap_remove(at);
-            }
-            let empty = list.is_empty();
-            if empty {
-                shard.remove(channel);
-            }
-            empty
-        };
-        if now_empty {
+    /// Removes the subscriber from the channel's list; the last one out unsubscribes the node.
+    async fn detach(&self, subscriber: &S, channel: &str) {
+        let key = subscriber.key();
+        if self.shared.remove(channel, |s| s.key() == key) {
             if let Err(err) = self.shared.broker.unsubscribe(channel).await {
                 tracing::warn!(channel, error = %err, "broker unsubscribe failed");
             }
@@ -243,27 +234,52 @@ impl Exchange {
 
     /// Local subscribers of `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.shard(channel)
+        self.shared
+            .shard(channel)
             .get(channel)
             .map_or(0, |c| c.subscribers.len())
+    }
+}
+
+impl<S: Subscriber> Shared<S> {
+    fn shard(&self, channel: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Channel<S>>> {
+        let index = (self.hasher.hash_one(channel) as usize) % SHARDS;
+        // Each update is a single insert or remove: a poisoned lock is still consistent.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes the subscribers of `channel` for which `remove` holds; true when that left the
+    /// channel empty (the node then leaves it at the broker).
+    fn remove(&self, channel: &str, remove: impl Fn(&S) -> bool) -> bool {
+        let mut shard = self.shard(channel);
+        let Some(entry) = shard.get_mut(channel) else {
+            return false;
+        };
+        Arc::make_mut(&mut entry.subscribers).retain(|s| !remove(s));
+        let empty = entry.subscribers.is_empty();
+        if empty {
+            shard.remove(channel);
+        }
+        empty
     }
 
     /// Delivers a publication to the local subscribers of `channel`: encoded once per format,
     /// the same bytes queued for each.
-    fn deliver(&self, channel: &str, data: Option<&Value>) {
+    fn fan_out(&self, channel: &str, data: Option<&Value>) {
         let subscribers = match self.shard(channel).get(channel) {
             Some(entry) => entry.subscribers.clone(),
             None => return,
         };
-        let mut encoded: Vec<(Format, Bytes)> = Vec::with_capacity(1);
+        let mut encoded: Vec<(S::Format, Bytes)> = Vec::with_capacity(1);
         let mut delivered = 0u64;
-        let mut closed = Vec::new();
+        let mut gone = Vec::new();
         for subscriber in subscribers.iter() {
-            let handle = &subscriber.handle;
-            let frame = match self.filter(handle, channel, data) {
+            let frame = match self.filter(subscriber, channel, data) {
                 Outbound::Block => continue,
                 Outbound::Replace(replacement) => {
-                    match handle.encode_publication(channel, Some(&replacement)) {
+                    match subscriber.encode_publication(channel, Some(&replacement)) {
                         Ok(frame) => frame,
                         Err(err) => {
                             tracing::warn!(channel, error = %err, "could not encode a publication");
@@ -272,10 +288,10 @@ impl Exchange {
                     }
                 }
                 Outbound::Deliver => {
-                    let format = handle.format();
+                    let format = subscriber.format();
                     match encoded.iter().find(|(f, _)| *f == format) {
                         Some((_, frame)) => frame.clone(),
-                        None => match handle.encode_publication(channel, data) {
+                        None => match subscriber.encode_publication(channel, data) {
                             Ok(frame) => {
                                 encoded.push((format, frame.clone()));
                                 frame
@@ -289,47 +305,36 @@ impl Exchange {
                 }
             };
             // A full queue closes that subscriber (4400); everyone else still gets the message.
-            match handle.push(frame) {
-                Ok(()) => delivered += 1,
-                Err(SendError::Closed) => closed.push(subscriber.key),
-                Err(_) => {}
+            match subscriber.push(frame) {
+                Delivery::Queued => delivered += 1,
+                Delivery::Gone => gone.push(subscriber.key()),
+                Delivery::Refused => {}
             }
         }
-        self.shared.counters.deliveries.inc_by(delivered);
-        if !closed.is_empty() {
-            self.prune(channel, &closed);
+        self.counters.deliveries.inc_by(delivered);
+        if !gone.is_empty() {
+            self.prune(channel, &gone);
         }
     }
 
-    /// Drops subscribers found closed during a delivery. They are normally removed when their
+    /// Drops subscribers found gone during a delivery. They are normally removed when their
     /// connection ends; this keeps a list clean even if that raced with a subscribe.
     fn prune(&self, channel: &str, keys: &[u64]) {
-        let now_empty = {
-            let mut shard = self.shard(channel);
-            let Some(entry) = shard.get_mut(channel) else {
-                return;
-            };
-            Arc::make_mut(&mut entry.subscribers).retain(|s| !keys.contains(&s.key));
-            let empty = entry.subscribers.is_empty();
-            if empty {
-                shard.remove(channel);
-            }
-            empty
-        };
+        let now_empty = self.remove(channel, |s| keys.contains(&s.key()));
         if let (true, Ok(runtime)) = (now_empty, tokio::runtime::Handle::try_current()) {
-            let exchange = self.clone();
+            let broker = self.broker.clone();
             let channel = channel.to_owned();
             runtime.spawn(async move {
-                if let Err(err) = exchange.shared.broker.unsubscribe(&channel).await {
+                if let Err(err) = broker.unsubscribe(&channel).await {
                     tracing::warn!(channel, error = %err, "broker unsubscribe failed");
                 }
             });
         }
     }
 
-    fn filter(&self, handle: &ConnectionHandle, channel: &str, data: Option<&Value>) -> Outbound {
-        match &self.shared.publish_out {
-            Some(filter) => filter(handle, channel, data.unwrap_or(&Value::Null)),
+    fn filter(&self, subscriber: &S, channel: &str, data: Option<&Value>) -> Outbound {
+        match &self.publish_out {
+            Some(filter) => filter(subscriber, channel, data.unwrap_or(&Value::Null)),
             None => Outbound::Deliver,
         }
     }

@@ -19,8 +19,13 @@ use serde_json::{Map, Value};
 
 use crate::codec::json::{self, Wire};
 
-use super::{CallId, Inbound, Packet};
+use super::{
+    CallId, Credentials, DialectSession, EncodeError, Inbound, Outgoing, Packet, Refusal,
+    SessionOptions,
+};
+use crate::codec::{Encoding, FrameKind};
 use crate::error::ApiError;
+use crate::ws::frame::{self, OpCode};
 
 /// Close code when no message arrives before the authorization deadline.
 pub const CLOSE_AUTHORIZATION_REQUIRED: u16 = 1013;
@@ -142,7 +147,10 @@ impl Session {
                 return;
             }
             let id = self.register(message_id);
-            out.push(Inbound::Packet(Packet::Authorize { id, payload }));
+            out.push(Inbound::Packet(Packet::Open {
+                id,
+                credentials: Credentials::Authorize(payload),
+            }));
             return;
         }
         let packet = match kind.as_str() {
@@ -183,6 +191,113 @@ impl Session {
             Err(error) => encode_error(error, &message_id, out),
         }
         true
+    }
+}
+
+impl DialectSession for Session {
+    fn start(_options: &SessionOptions) -> Self {
+        Self::new()
+    }
+
+    fn is_open(&self) -> bool {
+        self.authorized
+    }
+
+    fn open(&mut self) {
+        self.authorized = true;
+    }
+
+    fn decode(
+        &mut self,
+        _encoding: &Encoding,
+        payload: &[u8],
+        binary: bool,
+        out: &mut Vec<Inbound>,
+    ) {
+        Self::decode(self, payload, binary, out);
+    }
+
+    fn encode(
+        &mut self,
+        encoding: &Encoding,
+        message: &Outgoing<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, EncodeError> {
+        let written = match *message {
+            Outgoing::Reply { id, result } => self.encode_reply(id, result, out),
+            // The reply to `authorize` carries the claims the connection is authorized with.
+            Outgoing::Opened { id, opened } => {
+                let claims = opened.claims.cloned().map(Value::Object);
+                self.encode_reply(id, Ok(claims.as_ref()), out)
+            }
+            _ => return Self::encode_push(encoding, message, out),
+        };
+        Ok(written.then_some(FrameKind::Text))
+    }
+
+    fn encode_push(
+        _encoding: &Encoding,
+        message: &Outgoing<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, EncodeError> {
+        let id = new_message_id();
+        match *message {
+            Outgoing::Reply { .. } | Outgoing::Opened { .. } => {
+                return Err(EncodeError::NeedsSession)
+            }
+            // CTProto clients answer no requests of the server's.
+            Outgoing::Event { cid: Some(_), .. } => return Err(EncodeError::Unsupported),
+            Outgoing::Event {
+                name,
+                data,
+                cid: None,
+            } => encode_push(name, data, &id, out),
+            Outgoing::Publication { channel, data } => encode_publication(channel, data, &id, out),
+            Outgoing::TokenSet { token } => encode_push(
+                "#setAuthToken",
+                Some(&serde_json::json!({ "token": token })),
+                &id,
+                out,
+            ),
+            Outgoing::TokenRemoved => encode_push("#removeAuthToken", None, &id, out),
+            Outgoing::KickOut { channel, message } => encode_push(
+                "#kickOut",
+                Some(&serde_json::json!({ "channel": channel, "message": message })),
+                &id,
+                out,
+            ),
+            Outgoing::Error(error) => encode_error(error, &id, out),
+        }
+        Ok(Some(FrameKind::Text))
+    }
+
+    /// CTProto has no heartbeat of its own: its connections get WebSocket pings, which every
+    /// client answers.
+    fn write_pings(&self, _encoding: &Encoding, out: &mut Vec<u8>) -> u64 {
+        frame::write_frame(out, OpCode::Ping, b"");
+        0
+    }
+
+    fn opening_timeout(&self) -> (u16, &'static str) {
+        (CLOSE_AUTHORIZATION_REQUIRED, "Authorization required")
+    }
+
+    /// The original server has no heartbeat; a client silent for its ping timeout is closed as
+    /// a SocketCluster one is.
+    fn pong_timeout(&self) -> (u16, &'static str) {
+        (
+            super::socketcluster::CLOSE_PONG_TIMEOUT,
+            "Client pong timed out",
+        )
+    }
+
+    /// A refused `authorize` is only the close reason; no reply is sent.
+    fn opening_refused(&self, error: &ApiError) -> Refusal {
+        Refusal {
+            code: CLOSE_UNAUTHORIZED,
+            reason: format!("Authorization failed: {}", error.message),
+            reply: false,
+        }
     }
 }
 
@@ -234,7 +349,7 @@ fn channel_packet(kind: &str, id: CallId, payload: Value) -> Packet {
         return Packet::Invalid {
             id: Some(id),
             error: ApiError::new(
-                super::socketcluster::INVALID_ACTION,
+                ApiError::INVALID_ACTION,
                 format!("{what} channel name was malformatted"),
             ),
         };
@@ -388,9 +503,9 @@ mod tests {
                 &mut session,
                 r#"{"type":"authorize","payload":{"token":"t"},"messageId":"abcdeABCDE"}"#
             ),
-            [Inbound::Packet(Packet::Authorize {
+            [Inbound::Packet(Packet::Open {
                 id: 1,
-                payload: json!({"token": "t"})
+                credentials: Credentials::Authorize(json!({"token": "t"}))
             })]
         );
         let mut session = Session::new();

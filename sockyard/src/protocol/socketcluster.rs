@@ -9,9 +9,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{CallId, Inbound, Packet};
+use super::{
+    CallId, Credentials, DialectSession, EncodeError, Inbound, Opened, Outgoing, Packet, Refusal,
+    SessionOptions,
+};
 use crate::codec::{CodecError, CodecState, Decoded, Encoding, Envelope, FrameKind};
 use crate::error::ApiError;
+use crate::ws::frame::{self, OpCode};
 
 /// Close code: no `#handshake` within the handshake timeout.
 pub const CLOSE_HANDSHAKE_TIMEOUT: u16 = 4005;
@@ -22,12 +26,18 @@ pub const CLOSE_MALFORMED_HANDSHAKE: u16 = 4008;
 /// Close code: a message arrived before the handshake.
 pub const CLOSE_BEFORE_HANDSHAKE: u16 = 4009;
 
+/// Close code after the handshake stage refused a handshake without naming a code of its own.
+pub const CLOSE_HANDSHAKE_REJECTED: u16 = 4008;
+
 /// Error name for malformed reserved events and refused actions (as sc-errors).
-pub const INVALID_ACTION: &str = "InvalidActionError";
+pub const INVALID_ACTION: &str = ApiError::INVALID_ACTION;
 /// The error name for a message that could not be read (nested too deeply).
 pub const INVALID_MESSAGE: &str = "InvalidMessageError";
 /// Error name for failed subscribe and unsubscribe operations (as sc-errors).
-pub const BROKER_ERROR: &str = "BrokerError";
+pub const BROKER_ERROR: &str = ApiError::BROKER_ERROR;
+
+/// The event of socketcluster-api's calls on protobuf endpoints that register it.
+const API_EVENT: &str = "#api";
 
 /// Which SocketCluster protocol version an endpoint speaks. There is no negotiation on the wire;
 /// `Both` serves v1 (client ≤ 14) and v2 (client ≥ 15) on one endpoint by sending both pings.
@@ -139,12 +149,13 @@ impl Session {
                 )
             }),
             Decoded::Packets(values) => {
+                let api = matches!(encoding, Encoding::Protobuf(schema) if schema.has_api());
                 // Only the first packet of a batch can be the handshake; later ones are
                 // classified as if it had been answered, which the connection does in order.
                 let mut handshaken = self.handshaken;
                 for value in values {
-                    let item = classify(value, handshaken, self.version);
-                    handshaken |= matches!(item, Inbound::Packet(Packet::Handshake { .. }));
+                    let item = classify(value, handshaken, self.version, api);
+                    handshaken |= matches!(item, Inbound::Packet(Packet::Open { .. }));
                     let stop = matches!(item, Inbound::Close(..));
                     out.push(item);
                     if stop {
@@ -178,8 +189,126 @@ impl Session {
     }
 }
 
-/// Classifies one decoded packet, following `_processInboundPacket` of the official server.
-fn classify(value: Value, handshaken: bool, version: ProtocolVersion) -> Inbound {
+impl DialectSession for Session {
+    fn start(options: &SessionOptions) -> Self {
+        Self::new(options.version)
+    }
+
+    fn is_open(&self) -> bool {
+        self.handshaken
+    }
+
+    fn open(&mut self) {
+        self.handshaken = true;
+    }
+
+    fn decode(
+        &mut self,
+        encoding: &Encoding,
+        payload: &[u8],
+        binary: bool,
+        out: &mut Vec<Inbound>,
+    ) {
+        Self::decode(self, encoding, payload, binary, out);
+    }
+
+    fn encode(
+        &mut self,
+        encoding: &Encoding,
+        message: &Outgoing<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, EncodeError> {
+        let kind = match *message {
+            Outgoing::Reply { id, result } => self.encode_reply(encoding, id, result, out)?,
+            Outgoing::Opened { id, opened } => {
+                let reply = HandshakeReply::of(&opened);
+                let data =
+                    serde_json::to_value(reply).map_err(|e| CodecError::Encode(e.to_string()))?;
+                self.encode_reply(encoding, id, Ok(Some(&data)), out)?
+            }
+            _ => return Self::encode_push(encoding, message, out),
+        };
+        Ok(Some(kind))
+    }
+
+    fn encode_push(
+        encoding: &Encoding,
+        message: &Outgoing<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, EncodeError> {
+        let mut event =
+            |name: &str, data: Option<&Value>| encode_event(encoding, name, data, None, out);
+        let kind = match *message {
+            Outgoing::Reply { .. } | Outgoing::Opened { .. } => {
+                return Err(EncodeError::NeedsSession)
+            }
+            Outgoing::Event { name, data, cid } => encode_event(encoding, name, data, cid, out)?,
+            Outgoing::Publication { channel, data } => {
+                encode_publication(encoding, channel, data, out)?
+            }
+            Outgoing::TokenSet { token } => event(
+                "#setAuthToken",
+                Some(&serde_json::json!({ "token": token })),
+            )?,
+            Outgoing::TokenRemoved => event("#removeAuthToken", None)?,
+            Outgoing::KickOut { channel, message } => event(
+                "#kickOut",
+                Some(&serde_json::json!({ "channel": channel, "message": message })),
+            )?,
+            // SocketCluster has no message for an error that answers no request.
+            Outgoing::Error(_) => return Ok(None),
+        };
+        Ok(Some(kind))
+    }
+
+    /// SocketCluster pings are text frames: `''` (v2) and/or `#1` (v1, through the codec for the
+    /// binary ones).
+    fn write_pings(&self, encoding: &Encoding, out: &mut Vec<u8>) -> u64 {
+        if self.version != ProtocolVersion::V1 {
+            frame::write_frame(out, OpCode::Text, b"");
+        }
+        if self.version != ProtocolVersion::V2 {
+            let (kind, ping) = encoding.v1_ping();
+            super::write_data_frame(out, kind, &ping);
+        }
+        if self.version == ProtocolVersion::Both {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn opening_timeout(&self) -> (u16, &'static str) {
+        (
+            CLOSE_HANDSHAKE_TIMEOUT,
+            "Did not receive #handshake from client before timeout",
+        )
+    }
+
+    fn pong_timeout(&self) -> (u16, &'static str) {
+        (CLOSE_PONG_TIMEOUT, "Client pong timed out")
+    }
+
+    /// The refusal goes out as the handshake's error reply, then the socket closes with the
+    /// error's `statusCode` (the handshake stage's close code).
+    fn opening_refused(&self, error: &ApiError) -> Refusal {
+        let code = error
+            .extra
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .and_then(|code| u16::try_from(code).ok())
+            .unwrap_or(CLOSE_HANDSHAKE_REJECTED);
+        Refusal {
+            code,
+            reason: error.message.clone(),
+            reply: true,
+        }
+    }
+}
+
+/// Classifies one decoded packet, following `_processInboundPacket` of the official server;
+/// `api` says whether the endpoint's types register socketcluster-api's `#api`.
+fn classify(value: Value, handshaken: bool, version: ProtocolVersion, api: bool) -> Inbound {
     let before_handshake = || {
         Inbound::Close(
             CLOSE_BEFORE_HANDSHAKE,
@@ -204,9 +333,9 @@ fn classify(value: Value, handshaken: bool, version: ProtocolVersion) -> Inbound
                         "Handshake request was malformatted".into(),
                     );
                 };
-                return Inbound::Packet(Packet::Handshake {
+                return Inbound::Packet(Packet::Open {
                     id,
-                    auth_token: auth_token(data.as_ref()),
+                    credentials: Credentials::Token(auth_token(data.as_ref())),
                 });
             }
             if !handshaken {
@@ -234,6 +363,11 @@ fn classify(value: Value, handshaken: bool, version: ProtocolVersion) -> Inbound
                     Packet::Authenticate { id, token }
                 }
                 "#removeAuthToken" => Packet::Deauthenticate,
+                API_EVENT if api => Packet::Api {
+                    id: cid,
+                    route: event,
+                    data,
+                },
                 _ => Packet::Call {
                     id: cid,
                     route: event,
@@ -358,6 +492,18 @@ pub struct HandshakeReply<'a> {
     pub is_authenticated: bool,
 }
 
+impl<'a> HandshakeReply<'a> {
+    /// The reply that tells the client how its opening went.
+    pub fn of(opened: &Opened<'a>) -> Self {
+        Self {
+            id: opened.socket_id,
+            ping_timeout: opened.ping_timeout_ms,
+            auth_error: opened.auth_error,
+            is_authenticated: opened.claims.is_some(),
+        }
+    }
+}
+
 /// Encodes a reply to call `rid` outside a session (for codecs that need no memory of the
 /// request, and for tests).
 pub fn encode_reply(
@@ -471,9 +617,9 @@ mod tests {
                 &mut session,
                 r##"{"event":"#handshake","data":{"authToken":null},"cid":1}"##
             ),
-            [Inbound::Packet(Packet::Handshake {
+            [Inbound::Packet(Packet::Open {
                 id: 1,
-                auth_token: None
+                credentials: Credentials::Token(None),
             })]
         );
         assert_eq!(
@@ -481,17 +627,17 @@ mod tests {
                 &mut session,
                 r##"{"event":"#handshake","data":{"authToken":"abc.def.ghi"},"cid":11}"##
             ),
-            [Inbound::Packet(Packet::Handshake {
+            [Inbound::Packet(Packet::Open {
                 id: 11,
-                auth_token: Some("abc.def.ghi".into())
+                credentials: Credentials::Token(Some("abc.def.ghi".into())),
             })]
         );
         // `data` left out is treated like `{}`.
         assert_eq!(
             decode(&mut session, r##"{"event":"#handshake","cid":3}"##),
-            [Inbound::Packet(Packet::Handshake {
+            [Inbound::Packet(Packet::Open {
                 id: 3,
-                auth_token: None
+                credentials: Credentials::Token(None),
             })]
         );
     }

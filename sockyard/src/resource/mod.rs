@@ -23,8 +23,8 @@ pub use schema::{Access, FieldDef, FieldType, ResourceDef};
 pub use store::{Change, Record, Scope, SqlStore, Store, StoreError, Updated};
 
 use crate::auth::Claims;
-use crate::context::Context;
 use crate::error::ApiError;
+use crate::router::Context;
 use crate::router::{Method, Router};
 
 /// The operations every resource has.

@@ -5,33 +5,16 @@
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::header;
+use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 
 use super::program::Creator;
 use super::{Refusal, Rooms};
+use crate::http::response::{respond, switching_protocols};
+use crate::http::HttpResponse;
 use crate::ws::handshake;
-
-/// An HTTP response with a complete body.
-pub type HttpResponse = Response<Full<Bytes>>;
-
-/// Builds a response.
-pub fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> HttpResponse {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
 
 fn refusal(refusal: &Refusal) -> HttpResponse {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -40,7 +23,7 @@ fn refusal(refusal: &Refusal) -> HttpResponse {
 
 /// The room named by a path like `/lobby` (or `/lobby/`), percent-decoded; `None` for any
 /// other shape.
-pub fn room_of_path(path: &str) -> Option<Result<String, Refusal>> {
+pub(crate) fn room_of_path(path: &str) -> Option<Result<String, Refusal>> {
     let rest = path.strip_prefix('/')?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.contains('/') {
@@ -59,7 +42,7 @@ pub fn room_of_path(path: &str) -> Option<Result<String, Refusal>> {
 
 /// Whether the request's `Origin` is one of `allowed` (a full origin such as
 /// `https://example.com`, or `host[:port]`). No list: every origin.
-pub fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
+pub(crate) fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -145,7 +128,7 @@ fn program_query(query: &str, tokens: bool) -> String {
 
 /// Answers a WebSocket upgrade into room `name`: on success 101, and the client runs on the
 /// rooms' task tracker.
-pub fn upgrade(
+pub(crate) fn upgrade(
     rooms: &Rooms,
     request: &mut Request<hyper::body::Incoming>,
     peer: SocketAddr,
@@ -180,21 +163,32 @@ pub fn upgrade(
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(value) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
-    }
-    response
+    switching_protocols(&accept)
+}
+
+/// Answers an upgrade request for `path` (within the mount: `/<room>`): the upgrade into that
+/// room, or 400 for a name that is not one; `None` when the path names no room at all.
+pub(crate) fn upgrade_at(
+    rooms: &Rooms,
+    request: &mut Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    path: &str,
+    origins: &[String],
+) -> Option<HttpResponse> {
+    Some(match room_of_path(path)? {
+        Ok(name) => upgrade(rooms, request, peer, &name, origins),
+        Err(refused) => respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            format!("{}\n", refused.message),
+        ),
+    })
 }
 
 /// Answers `GET /api/…` (`rest` is what follows `/api/`): `rooms` lists the running rooms,
 /// `<room>` gives one room, `<room>/connections` its client count, `<room>/metadata` the
 /// metadata its program set. Reading never creates a room or a metric.
-pub fn api(rooms: &Rooms, rest: &str) -> HttpResponse {
+pub(crate) fn api(rooms: &Rooms, rest: &str) -> HttpResponse {
     let rest = rest.trim_end_matches('/');
     let json =
         |value: serde_json::Value| respond(StatusCode::OK, "application/json", value.to_string());
@@ -218,7 +212,7 @@ pub fn api(rooms: &Rooms, rest: &str) -> HttpResponse {
 
 /// The file under `root` that `path` (a request path) names: percent-decoded, `..` refused,
 /// a directory meaning its `index.html`.
-pub fn static_file(root: &Path, path: &str) -> Option<PathBuf> {
+pub(crate) fn static_file(root: &Path, path: &str) -> Option<PathBuf> {
     let decoded = percent_decode_str(path).decode_utf8().ok()?;
     let mut file = root.to_path_buf();
     for component in Path::new(decoded.trim_start_matches('/')).components() {
@@ -236,7 +230,7 @@ pub fn static_file(root: &Path, path: &str) -> Option<PathBuf> {
 }
 
 /// The content type of a file, by extension.
-pub fn content_type(path: &Path) -> &'static str {
+pub(crate) fn content_type(path: &Path) -> &'static str {
     match path
         .extension()
         .and_then(|e| e.to_str())
@@ -261,7 +255,7 @@ pub fn content_type(path: &Path) -> &'static str {
 }
 
 /// Serves a static file, or 404.
-pub async fn serve_static(root: &Path, path: &str) -> HttpResponse {
+pub(crate) async fn serve_static(root: &Path, path: &str) -> HttpResponse {
     let not_found = || respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n");
     let Some(file) = static_file(root, path) else {
         return not_found();
@@ -275,6 +269,7 @@ pub async fn serve_static(root: &Path, path: &str) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn tokens_are_kept_from_the_program() {

@@ -4,12 +4,16 @@
 //!
 //! [`Rooms`] is the registry a server consults to admit clients; [`server::RoomServer`] serves
 //! rooms on their own (what `sockyard wrap` runs), and a `serve` configuration can mount them
-//! beside RPC endpoints.
+//! beside RPC endpoints. Both answer HTTP through the server's shared front (`http/`).
+//!
+//! Room clients keep their own relay (`client.rs`) instead of the RPC connection's: a room
+//! client's reading waits on its program's input queue and its writes carry the program's
+//! frames as they are, with no dialect, handler or outbox in between.
 
 pub mod cache;
 mod client;
 pub mod framing;
-pub mod http;
+pub(crate) mod http;
 mod live;
 pub mod metrics;
 pub mod options;

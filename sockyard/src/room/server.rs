@@ -1,8 +1,7 @@
-//! A server of rooms alone (what `sockyard wrap` runs): rooms at `/<room>`, `GET /health`,
-//! and as asked `GET /metrics`, the room API under `/api/` and static files; optionally over
-//! TLS.
+//! A server of rooms alone (what `sockyard wrap` runs): the shared HTTP front with a room mount
+//! at the root — rooms at `/<room>`, `GET /health`, and as asked `GET /metrics`, the room API
+//! under `/api/` and static files; optionally over TLS.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,14 +10,12 @@ use std::time::Duration;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::http::{self as room_http, respond, HttpResponse};
+use super::http::{self as room_http};
 use super::Rooms;
+use crate::http::response::respond;
+use crate::http::{Front, HttpResponse, Site};
 use crate::tls::Tls;
 use crate::ws::handshake;
 
@@ -44,26 +41,39 @@ pub struct RoomServerSettings {
     pub header_timeout: Option<Duration>,
 }
 
-impl RoomServerSettings {
-    fn header_timeout(&self) -> Duration {
-        self.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT)
-    }
-}
-
 /// Serves rooms.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockyard::room::{RoomOptions, RoomServerSettings, Rooms};
+/// use sockyard::RoomServer;
+///
+/// let rooms = Rooms::new(RoomOptions::new("cat".into(), Vec::new()), None)?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
+/// RoomServer::new(rooms, RoomServerSettings::default(), None)
+///     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RoomServer {
-    rooms: Rooms,
-    settings: Arc<RoomServerSettings>,
+    site: Arc<RoomSite>,
     tls: Option<Tls>,
+}
+
+/// The HTTP surface of a room server.
+#[derive(Debug)]
+struct RoomSite {
+    rooms: Rooms,
+    settings: RoomServerSettings,
 }
 
 impl RoomServer {
     /// A server for `rooms`, with `settings`, over TLS when `tls` is given.
     pub fn new(rooms: Rooms, settings: RoomServerSettings, tls: Option<Tls>) -> Self {
         Self {
-            rooms,
-            settings: Arc::new(settings),
+            site: Arc::new(RoomSite { rooms, settings }),
             tls,
         }
     }
@@ -75,112 +85,37 @@ impl RoomServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let tracker = TaskTracker::new();
-        let stopping = CancellationToken::new();
-        tokio::pin!(shutdown);
-        loop {
+        let settings = &self.site.settings;
+        let header_timeout = settings.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT);
+        let front = Front::new(self.tls, header_timeout);
+        let rooms = self.site.rooms.clone();
+        let until = async {
             tokio::select! {
-                () = &mut shutdown => break,
-                () = self.rooms.finished() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let connection = HttpConnection {
-                            rooms: self.rooms.clone(),
-                            settings: self.settings.clone(),
-                            peer,
-                        };
-                        let tls = self.tls.clone();
-                        let stopping = stopping.clone();
-                        let header_timeout = self.settings.header_timeout();
-                        tracker.spawn(async move {
-                            match tls {
-                                Some(tls) => {
-                                    if let Some(stream) = tls.accept(stream, peer, header_timeout).await {
-                                        connection.serve(stream, stopping).await;
-                                    }
-                                }
-                                None => connection.serve(stream, stopping).await,
-                            }
-                        });
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                () = shutdown => {}
+                () = rooms.finished() => {}
             }
-        }
-        drop(listener);
+        };
+        front.accept(listener, self.site.clone(), until).await;
         tracing::info!("shutting down: closing rooms");
-        let timeout = self
-            .settings
-            .shutdown_timeout
-            .unwrap_or(Duration::from_secs(5));
-        self.rooms.shutdown(timeout).await;
-        stopping.cancel();
-        tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+        let timeout = settings.shutdown_timeout.unwrap_or(Duration::from_secs(5));
+        rooms.shutdown(timeout).await;
+        front.stop_http();
+        front.drain(Duration::from_secs(1)).await;
         Ok(())
     }
 }
 
-struct HttpConnection {
-    rooms: Rooms,
-    settings: Arc<RoomServerSettings>,
-    peer: SocketAddr,
+fn not_found() -> HttpResponse {
+    respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n")
 }
 
-impl HttpConnection {
-    async fn serve<S>(self, stream: S, stopping: CancellationToken)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let header_timeout = self.settings.header_timeout();
-        let this = Arc::new(self);
-        let service = hyper::service::service_fn(move |request| {
-            let this = this.clone();
-            async move { Ok::<_, Infallible>(this.respond(request).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(error = %err, "HTTP connection ended with an error");
-                }
-            }
-            () = stopping.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-            }
-        }
-    }
-
-    async fn respond(&self, mut request: Request<Incoming>) -> HttpResponse {
+impl Site for RoomSite {
+    async fn respond(&self, mut request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let path = request.uri().path().to_owned();
         if handshake::wants_upgrade(request.headers()) {
-            return match room_http::room_of_path(&path) {
-                Some(Ok(name)) => room_http::upgrade(
-                    &self.rooms,
-                    &mut request,
-                    self.peer,
-                    &name,
-                    &self.settings.origins,
-                ),
-                Some(Err(refusal)) => respond(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain",
-                    format!("{}\n", refusal.message),
-                ),
-                None => respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n"),
-            };
+            let origins = &self.settings.origins;
+            return room_http::upgrade_at(&self.rooms, &mut request, peer, &path, origins)
+                .unwrap_or_else(not_found);
         }
         if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
             return respond(
@@ -213,6 +148,6 @@ impl HttpConnection {
         if let Some(dir) = &self.settings.static_dir {
             return room_http::serve_static(dir, &path).await;
         }
-        respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n")
+        not_found()
     }
 }

@@ -4,14 +4,14 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::context::Context;
+use super::Context;
 use crate::error::ApiError;
 
 /// The outcome of a call: reply data (`None` means "no data", as a JavaScript `undefined`) or
@@ -19,7 +19,7 @@ use crate::error::ApiError;
 pub type CallResult = Result<Option<Value>, ApiError>;
 
 /// A boxed, sendable call future.
-pub type CallFuture = Pin<Box<dyn Future<Output = CallResult> + Send + 'static>>;
+pub type CallFuture = BoxFuture<'static, CallResult>;
 
 /// A handler with its types erased, as stored in the route table.
 pub(crate) trait ErasedHandler: Send + Sync + 'static {

@@ -2,11 +2,11 @@
 //! the call.
 
 use std::future::Future;
-use std::pin::Pin;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use crate::context::Context;
+use super::Context;
 use crate::error::ApiError;
 
 /// A call on its way to a handler, as middleware sees it.
@@ -23,8 +23,7 @@ pub struct Request {
 }
 
 /// The future a middleware returns.
-pub type MiddlewareFuture =
-    Pin<Box<dyn Future<Output = Result<Request, ApiError>> + Send + 'static>>;
+pub type MiddlewareFuture = BoxFuture<'static, Result<Request, ApiError>>;
 
 /// Runs before handlers. Return the (possibly rewritten) request to continue, or an error to
 /// reject the call: an invoke then gets that error as its reply; a rejected transmit is dropped.

@@ -5,6 +5,7 @@
 //! `/album/song`), and `/resource` and `/resource/` are different routes, so a handler mounted at
 //! the root of a nested router answers the trailing-slash path.
 
+mod context;
 mod handler;
 mod middleware;
 
@@ -18,12 +19,12 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+pub use context::{Context, Params};
 pub use handler::{CallFuture, CallResult};
 pub use middleware::{Middleware, MiddlewareFuture, Request};
 
-use crate::connection::ConnectionHandle;
-use crate::context::{Context, Params};
 use crate::error::ApiError;
+use crate::peer::ConnectionHandle;
 use handler::{guard, ErasedHandler, Raw, Typed};
 
 /// An HTTP-style method for path routes.
@@ -297,12 +298,13 @@ impl Router {
                         pattern: full.clone(),
                     });
                     table.paths[method.index()]
-                        .insert(pattern, route)
+                        .insert(pattern.clone(), route.clone())
                         .map_err(|err| RouterError::Path {
                             method,
                             path: full.clone(),
                             reason: err.to_string(),
                         })?;
+                    table.inserted.push((method, pattern, route));
                 }
                 Entry::Nest(prefix, router) => {
                     let paths = join_paths(path_prefix, &normalize(&prefix));
@@ -328,11 +330,13 @@ struct Route {
     pattern: String,
 }
 
-/// The built, immutable routing table a server dispatches calls through.
+/// The built routing table a server dispatches calls through.
 #[derive(Default)]
 pub struct RouteTable {
     names: HashMap<String, Arc<Route>>,
     paths: [matchit::Router<Arc<Route>>; 5],
+    /// Every path route as inserted (method, matchit pattern), so tables can be combined.
+    inserted: Vec<(Method, String, Arc<Route>)>,
 }
 
 impl fmt::Debug for RouteTable {
@@ -347,6 +351,34 @@ impl RouteTable {
     /// Whether a call to `route` (a name, or `METHOD /path`) would find a handler.
     pub fn contains(&self, route: &str) -> bool {
         self.resolve(route).is_some()
+    }
+
+    /// Adds the routes of `other` that this table does not already answer: where both have a
+    /// route of the same name, or paths that conflict, this table's route stays.
+    ///
+    /// ```
+    /// use sockyard::{ApiError, Router};
+    ///
+    /// let ours = Router::new().procedure("ping", |_ctx, _: ()| async { Ok::<_, ApiError>("ours") });
+    /// let theirs = Router::new()
+    ///     .procedure("ping", |_ctx, _: ()| async { Ok::<_, ApiError>("theirs") })
+    ///     .get("/status", |_ctx, _: ()| async { Ok::<_, ApiError>("up") });
+    /// let mut table = ours.build().unwrap();
+    /// table.add_missing(theirs.build().unwrap());
+    /// assert!(table.contains("ping") && table.contains("GET /status"));
+    /// ```
+    pub fn add_missing(&mut self, other: Self) {
+        for (name, route) in other.names {
+            self.names.entry(name).or_insert(route);
+        }
+        for (method, pattern, route) in other.inserted {
+            if self.paths[method.index()]
+                .insert(pattern.clone(), route.clone())
+                .is_ok()
+            {
+                self.inserted.push((method, pattern, route));
+            }
+        }
     }
 
     /// Starts a call on behalf of `connection`. Names are looked up first as written; a route of

@@ -125,7 +125,7 @@ pub fn test_router() -> Router {
                 .invoke("clientProc", data, Duration::from_secs(5))
                 .await
                 .map_err(|e| match e {
-                    sockyard::connection::InvokeError::Remote(err) => err,
+                    sockyard::InvokeError::Remote(err) => err,
                     other => ApiError::new("InvokeFailed", other.to_string()),
                 })
         })

@@ -4,18 +4,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::auth::Claims;
-use crate::connection::ConnectionHandle;
 use crate::error::ApiError;
 use crate::exchange::{Outbound, PublishOut};
+use crate::peer::ConnectionHandle;
 
-/// A boxed, sendable future.
-pub type StageFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// The future a stage returns.
+pub type StageFuture<T> = BoxFuture<'static, T>;
 
 /// What the HTTP-upgrade stage sees.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ pub struct Stages {
     pub(crate) publish_in: Option<ChannelStage>,
     pub(crate) authenticate: Option<AuthenticateStage>,
     pub(crate) authorize: Option<AuthorizeStage>,
-    pub(crate) publish_out: Option<PublishOut>,
+    pub(crate) publish_out: Option<PublishOut<ConnectionHandle>>,
 }
 
 impl std::fmt::Debug for Stages {

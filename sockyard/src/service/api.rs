@@ -11,23 +11,30 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use super::endpoint::{ApiRoute, Endpoint};
 use crate::codec::protobuf::Schema;
-use crate::config::ApiRoute;
-use crate::connection::ConnectionHandle;
+use crate::codec::Encoding;
 use crate::error::ApiError;
-use crate::router::{CallFuture, Method, RouteTable};
+use crate::peer::ConnectionHandle;
+use crate::router::{CallFuture, Method};
 
 /// The message type of socketcluster-api's own errors.
 pub(crate) const API_ERROR_TYPE: &str = ".socketclusterapi.ApiError";
 
-/// Starts an `#api` call.
+/// Starts an `#api` call on `endpoint`, whose protobuf types give the messages' types.
 pub(crate) fn call(
-    schema: Arc<Schema>,
-    routes: Arc<RouteTable>,
-    declared: Vec<ApiRoute>,
+    endpoint: &Endpoint,
     connection: ConnectionHandle,
     data: Option<Value>,
 ) -> CallFuture {
+    let Encoding::Protobuf(schema) = &endpoint.format.encoding else {
+        return Box::pin(std::future::ready(Err(ApiError::internal(
+            "socketcluster-api types are missing",
+        ))));
+    };
+    let schema: Arc<Schema> = schema.clone();
+    let routes = endpoint.routes.clone();
+    let declared: Vec<ApiRoute> = endpoint.api_routes.clone();
     Box::pin(async move {
         let data = data.unwrap_or(Value::Null);
         let text = |key: &str| {

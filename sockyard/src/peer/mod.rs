@@ -1,6 +1,10 @@
-//! The cheap-clone handle to one connection: its id, its bounded outbound queue (the "outbox")
-//! and its table of server-initiated calls awaiting a reply. Any task may push through it; only
-//! the connection's own task writes to the socket.
+//! The far end of one connection as the server's code sees it: [`ConnectionHandle`], a
+//! cheap-clone handle with the connection's identity, its auth state, its channels, its bounded
+//! outbound queue and its table of server-initiated calls awaiting a reply. Any task may push
+//! through it; only the connection's own task writes to the socket (through the methods of
+//! `outbox.rs`).
+
+mod outbox;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -15,24 +19,22 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::auth::{now_seconds, Claims};
-use crate::codec::{Codec, Encoding, FrameKind};
-use crate::config::Dialect;
+use crate::auth::access::AccessRules;
+use crate::auth::{now_seconds, Authenticator, Claims};
 use crate::error::ApiError;
-use crate::exchange::SubscribeError;
-use crate::hub::Hub;
-use crate::protocol::{ctproto, socketcluster, CallId};
-use crate::ws::frame::{self, OpCode};
+use crate::exchange::{Delivery, Exchange, SubscribeError, Subscriber};
+use crate::protocol::{CallId, EncodeError, Format, FormatKey, Outgoing};
 
-/// How a connection's messages look on the wire: publications are encoded once per format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Format {
-    /// The dialect.
-    pub dialect: Dialect,
-    /// The codec.
-    pub codec: Codec,
-    /// Which protobuf schema (0 for other codecs): frames differ between schemas.
-    pub schema: u64,
+pub(crate) use outbox::CloseRequest;
+
+/// What every connection handle of one server shares: the channel exchange, the token keys and
+/// the access rules (a handle signs tokens, leaves channels and re-checks its subscriptions when
+/// it loses its authentication).
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub(crate) exchange: Exchange<ConnectionHandle>,
+    pub(crate) auth: Authenticator,
+    pub(crate) access: AccessRules,
 }
 
 /// Source of connection keys, unique within the process.
@@ -56,6 +58,15 @@ pub enum SendError {
     Unsupported,
 }
 
+impl From<EncodeError> for SendError {
+    fn from(err: EncodeError) -> Self {
+        match err {
+            EncodeError::Unsupported => Self::Unsupported,
+            other => Self::Encode(other.to_string()),
+        }
+    }
+}
+
 /// Why a server-initiated invoke failed.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum InvokeError {
@@ -73,19 +84,12 @@ pub enum InvokeError {
     Remote(ApiError),
 }
 
-/// What to send when asked to close.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CloseRequest {
-    pub(crate) code: u16,
-    pub(crate) reason: String,
-}
-
 type ReplySender = oneshot::Sender<Result<Option<Value>, ApiError>>;
 
 /// State shared between the connection task and every handle. Guarded by a `std` mutex: it is
 /// never held across an `.await`.
 #[derive(Debug, Default)]
-struct OutboxState {
+struct State {
     /// Complete, encoded WebSocket frames waiting for the connection task.
     frames: VecDeque<Bytes>,
     /// No more frames are accepted.
@@ -108,11 +112,10 @@ struct Shared {
     key: u64,
     remote_addr: SocketAddr,
     format: Format,
-    encoding: Encoding,
-    hub: Arc<Hub>,
+    common: Arc<Common>,
     limit: usize,
     next_cid: AtomicU64,
-    state: Mutex<OutboxState>,
+    state: Mutex<State>,
     waker: AtomicWaker,
 }
 
@@ -121,6 +124,21 @@ struct Shared {
 /// Pushes are encoded by the caller and queued; the connection's task writes them out in
 /// batches. The queue is bounded (`limits.outbound_queue_length`): a connection that does not
 /// keep up is closed with code 4400 rather than allowed to grow without limit.
+///
+/// Handlers reach it through their context:
+///
+/// ```
+/// use sockyard::{ApiError, Context, Router};
+///
+/// let routes = Router::new().procedure("notify", |ctx: Context, text: String| async move {
+///     let connection = ctx.connection();
+///     connection
+///         .transmit("notice", serde_json::json!({ "text": text, "to": connection.id() }))
+///         .map_err(|err| ApiError::internal(err.to_string()))?;
+///     Ok::<_, ApiError>(())
+/// });
+/// assert!(routes.build().is_ok());
+/// ```
 #[derive(Debug, Clone)]
 pub struct ConnectionHandle {
     shared: Arc<Shared>,
@@ -130,26 +148,20 @@ impl ConnectionHandle {
     pub(crate) fn new(
         id: String,
         remote_addr: SocketAddr,
-        dialect: Dialect,
-        encoding: Encoding,
+        format: Format,
         limit: usize,
-        hub: Arc<Hub>,
+        common: Arc<Common>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 id: id.into_boxed_str(),
                 key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
                 remote_addr,
-                format: Format {
-                    dialect,
-                    codec: encoding.codec(),
-                    schema: encoding.schema_id(),
-                },
-                encoding,
-                hub,
+                format,
+                common,
                 limit,
                 next_cid: AtomicU64::new(1),
-                state: Mutex::new(OutboxState::default()),
+                state: Mutex::new(State::default()),
                 waker: AtomicWaker::new(),
             }),
         }
@@ -170,13 +182,14 @@ impl ConnectionHandle {
         self.shared.key
     }
 
-    /// The connection's wire format.
-    pub fn format(&self) -> Format {
-        self.shared.format
+    /// The connection's wire format: its dialect and codec.
+    pub fn format(&self) -> &Format {
+        &self.shared.format
     }
 
-    pub(crate) fn hub(&self) -> &Arc<Hub> {
-        &self.shared.hub
+    /// The services every handle of the server shares.
+    pub(crate) fn common(&self) -> &Arc<Common> {
+        &self.shared.common
     }
 
     /// The claims of the connection's auth token, if it is authenticated.
@@ -199,44 +212,57 @@ impl ConnectionHandle {
     }
 
     /// Signs a token with `claims` (adding `iat` and, unless given, `exp`), makes it the
-    /// connection's auth token and sends it to the client (`#setAuthToken`). Returns the token.
+    /// connection's auth token and sends it to the client (SocketCluster's `#setAuthToken`).
+    /// Returns the token.
     pub fn set_auth_token(&self, claims: Claims) -> Result<String, ApiError> {
-        let token = self.shared.hub.auth.sign(claims)?;
-        let verified = self
-            .shared
-            .hub
-            .auth
-            .verify(&token)
-            .map_err(|e| e.to_api_error())?;
+        let auth = &self.shared.common.auth;
+        let token = auth.sign(claims)?;
+        let verified = auth.verify(&token).map_err(|e| e.to_api_error())?;
         self.lock().claims = Some(Arc::new(verified));
-        self.transmit("#setAuthToken", serde_json::json!({ "token": token }))
+        self.send(&Outgoing::TokenSet { token: &token })
             .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(token)
     }
 
-    /// Drops the connection's authentication and tells the client to remove its token
-    /// (`#removeAuthToken`); subscriptions the connection may no longer hold are kicked out.
+    /// Drops the connection's authentication and tells the client to remove its token;
+    /// subscriptions the connection may no longer hold are kicked out.
     pub fn deauthenticate(&self) {
         if self.lock().claims.take().is_some() {
-            let _ = self.transmit("#removeAuthToken", ());
-            self.shared.hub.revoke_subscriptions(self);
+            let _ = self.send(&Outgoing::TokenRemoved);
+            self.revoke_subscriptions();
         }
     }
 
-    /// Removes the connection from `channel` and tells the client (`#kickOut` with `message`).
+    /// Forgets the connection's claims without telling the client, and leaves the channels it
+    /// may no longer hold.
+    pub(crate) fn drop_claims(&self) {
+        if self.lock().claims.take().is_some() {
+            self.revoke_subscriptions();
+        }
+    }
+
+    /// After the connection lost its authentication: kicks it out of the channels it may no
+    /// longer hold.
+    fn revoke_subscriptions(&self) {
+        for channel in self.subscriptions() {
+            if let Err(err) = self.shared.common.access.check_subscribe(&channel, None) {
+                self.kick_out(&channel, &err.message);
+            }
+        }
+    }
+
+    /// Removes the connection from `channel` and tells the client (SocketCluster's `#kickOut`
+    /// with `message`).
     pub fn kick_out(&self, channel: &str, message: &str) {
         if !self.lock().subscriptions.contains(channel) {
             return;
         }
-        let _ = self.transmit(
-            "#kickOut",
-            serde_json::json!({ "channel": channel, "message": message }),
-        );
-        let hub = self.shared.hub.clone();
+        let _ = self.send(&Outgoing::KickOut { channel, message });
         let connection = self.clone();
         let channel = channel.to_owned();
         tokio::spawn(async move {
-            hub.exchange.unsubscribe(&connection, &channel).await;
+            let exchange = &connection.shared.common.exchange;
+            exchange.unsubscribe(&connection, &channel).await;
         });
     }
 
@@ -249,8 +275,11 @@ impl ConnectionHandle {
     /// message `{type: event, payload: data, messageId}` with a fresh id.
     pub fn transmit(&self, event: &str, data: impl Serialize) -> Result<(), SendError> {
         let data = to_value(data)?;
-        let frame = self.encode_event(event, data.as_ref(), None)?;
-        self.push(frame)
+        self.send(&Outgoing::Event {
+            name: event,
+            data: data.as_ref(),
+            cid: None,
+        })
     }
 
     /// Calls a procedure on the client and waits up to `timeout` for its reply (SocketCluster
@@ -263,7 +292,11 @@ impl ConnectionHandle {
     ) -> Result<Option<Value>, InvokeError> {
         let data = to_value(data)?;
         let cid = self.shared.next_cid.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode_event(event, data.as_ref(), Some(cid))?;
+        let frame = self.encode(&Outgoing::Event {
+            name: event,
+            data: data.as_ref(),
+            cid: Some(cid),
+        })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.lock();
@@ -301,6 +334,22 @@ impl ConnectionHandle {
         self.shared.waker.wake();
     }
 
+    /// Encodes `message` as this connection's format writes it and queues it; a message the
+    /// dialect has no form for is silently not sent.
+    pub(crate) fn send(&self, message: &Outgoing<'_>) -> Result<(), SendError> {
+        match self.shared.format.encode_frame(message)? {
+            Some(frame) => self.push(frame),
+            None => Ok(()),
+        }
+    }
+
+    fn encode(&self, message: &Outgoing<'_>) -> Result<Bytes, SendError> {
+        self.shared
+            .format
+            .encode_frame(message)?
+            .ok_or(SendError::Unsupported)
+    }
+
     /// Queues one complete, already-encoded WebSocket frame (shared across subscribers).
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), SendError> {
         let wake = {
@@ -321,58 +370,6 @@ impl ConnectionHandle {
             self.shared.waker.wake();
         }
         Ok(())
-    }
-
-    fn encode_event(
-        &self,
-        event: &str,
-        data: Option<&Value>,
-        cid: Option<CallId>,
-    ) -> Result<Bytes, SendError> {
-        let mut payload = Vec::new();
-        let kind = match self.shared.format.dialect {
-            Dialect::SocketCluster => {
-                socketcluster::encode_event(&self.shared.encoding, event, data, cid, &mut payload)
-                    .map_err(|e| SendError::Encode(e.to_string()))?
-            }
-            Dialect::CtProto => {
-                if cid.is_some() {
-                    return Err(SendError::Unsupported);
-                }
-                ctproto::encode_push(event, data, &ctproto::new_message_id(), &mut payload);
-                FrameKind::Text
-            }
-        };
-        Ok(frame_bytes(kind, &payload))
-    }
-
-    /// Encodes a publication as this connection's format delivers it.
-    pub(crate) fn encode_publication(
-        &self,
-        channel: &str,
-        data: Option<&Value>,
-    ) -> Result<Bytes, SendError> {
-        let mut payload = Vec::new();
-        let kind = match self.shared.format.dialect {
-            Dialect::SocketCluster => socketcluster::encode_publication(
-                &self.shared.encoding,
-                channel,
-                data,
-                &mut payload,
-            )
-            .map_err(|e| SendError::Encode(e.to_string()))?,
-            Dialect::CtProto => {
-                // One id per publication, shared by every subscriber it is delivered to.
-                ctproto::encode_publication(
-                    channel,
-                    data,
-                    &ctproto::new_message_id(),
-                    &mut payload,
-                );
-                FrameKind::Text
-            }
-        };
-        Ok(frame_bytes(kind, &payload))
     }
 
     /// Takes `claims` as the connection's authentication.
@@ -397,12 +394,41 @@ impl ConnectionHandle {
         expired
     }
 
-    /// Records a subscription; `Ok(false)` if it already existed.
-    pub(crate) fn add_subscription(
-        &self,
-        channel: &Arc<str>,
-        limit: usize,
-    ) -> Result<bool, SubscribeError> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every update is a
+        // single push/pop/insert), so a poisoned lock is still usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Subscriber for ConnectionHandle {
+    type Format = FormatKey;
+    type EncodeError = SendError;
+
+    fn key(&self) -> u64 {
+        self.shared.key
+    }
+
+    fn format(&self) -> FormatKey {
+        self.shared.format.key()
+    }
+
+    fn encode_publication(&self, channel: &str, data: Option<&Value>) -> Result<Bytes, SendError> {
+        self.encode(&Outgoing::Publication { channel, data })
+    }
+
+    fn push(&self, frame: Bytes) -> Delivery {
+        match Self::push(self, frame) {
+            Ok(()) => Delivery::Queued,
+            Err(SendError::Closed) => Delivery::Gone,
+            Err(_) => Delivery::Refused,
+        }
+    }
+
+    fn add_subscription(&self, channel: &Arc<str>, limit: usize) -> Result<bool, SubscribeError> {
         let mut state = self.lock();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -417,90 +443,12 @@ impl ConnectionHandle {
         Ok(true)
     }
 
-    /// Forgets a subscription; false if there was none.
-    pub(crate) fn remove_subscription(&self, channel: &str) -> bool {
+    fn remove_subscription(&self, channel: &str) -> bool {
         self.lock().subscriptions.remove(channel)
     }
 
-    /// Forgets every subscription and returns them.
-    pub(crate) fn take_subscriptions(&self) -> Vec<Arc<str>> {
+    fn take_subscriptions(&self) -> Vec<Arc<str>> {
         self.lock().subscriptions.drain().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
-        // A panic while holding this lock cannot leave the queue inconsistent (every update is a
-        // single push/pop/insert), so a poisoned lock is still usable.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    // ---- used by the connection task ----
-
-    /// Registers the connection task's waker for pushes and close requests.
-    pub(crate) fn register(&self, waker: &std::task::Waker) {
-        self.shared.waker.register(waker);
-    }
-
-    /// Moves queued frames into `out` until it holds `high_water` bytes. Returns how many frames
-    /// were moved.
-    pub(crate) fn drain_into(&self, out: &mut Vec<u8>, high_water: usize) -> usize {
-        let mut state = self.lock();
-        let mut moved = 0;
-        while out.len() < high_water {
-            let Some(frame) = state.frames.pop_front() else {
-                break;
-            };
-            out.extend_from_slice(&frame);
-            moved += 1;
-        }
-        if state.frames.is_empty() && state.frames.capacity() > 64 {
-            state.frames = VecDeque::new();
-        }
-        moved
-    }
-
-    /// Whether a push overflowed the queue.
-    pub(crate) fn overflowed(&self) -> bool {
-        self.lock().overflowed
-    }
-
-    /// Takes a pending close request.
-    pub(crate) fn take_close_request(&self) -> Option<CloseRequest> {
-        self.lock().close.take()
-    }
-
-    /// Delivers the client's reply to a server-initiated invoke. Unknown ids (e.g. after a
-    /// timeout) are ignored.
-    pub(crate) fn resolve(&self, cid: CallId, result: Result<Option<Value>, ApiError>) {
-        let sender = self.lock().awaiting.remove(&cid);
-        if let Some(sender) = sender {
-            let _ = sender.send(result);
-        }
-    }
-
-    /// Marks the connection closed: later pushes fail and waiting invokes end with `Closed`.
-    pub(crate) fn mark_closed(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        state.frames = VecDeque::new();
-        state.awaiting = HashMap::new();
-    }
-}
-
-#[cfg(test)]
-impl ConnectionHandle {
-    /// A handle with a standalone hub, for unit tests.
-    pub(crate) fn for_tests(limit: usize) -> Self {
-        Self::new(
-            "t".into(),
-            "127.0.0.1:1".parse().unwrap(),
-            Dialect::SocketCluster,
-            Encoding::Json,
-            limit,
-            Arc::new(Hub::for_tests()),
-        )
     }
 }
 
@@ -512,20 +460,33 @@ fn to_value(data: impl Serialize) -> Result<Option<Value>, SendError> {
     }
 }
 
-/// Wraps an encoded payload in a complete server-to-client WebSocket frame.
-pub(crate) fn frame_bytes(kind: FrameKind, payload: &[u8]) -> Bytes {
-    let opcode = match kind {
-        FrameKind::Text => OpCode::Text,
-        FrameKind::Binary => OpCode::Binary,
-    };
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    frame::write_frame(&mut out, opcode, payload);
-    out.into()
+#[cfg(test)]
+impl ConnectionHandle {
+    /// A SocketCluster JSON handle with standalone services, for unit tests.
+    pub(crate) fn for_tests(limit: usize) -> Self {
+        let common = Arc::new(Common {
+            exchange: Exchange::in_memory(),
+            auth: Authenticator::hs256(b"test", Duration::from_secs(3600)),
+            access: AccessRules::default(),
+        });
+        let format = Format {
+            dialect: crate::protocol::Dialect::SocketCluster,
+            encoding: crate::codec::Encoding::Json,
+        };
+        Self::new(
+            "t".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            format,
+            limit,
+            common,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::frame::{self, OpCode};
 
     fn handle(limit: usize) -> ConnectionHandle {
         ConnectionHandle::for_tests(limit)
@@ -537,7 +498,7 @@ mod tests {
         conn.transmit("a", 1).unwrap();
         conn.transmit("b", serde_json::json!({"x": true})).unwrap();
         let mut out = Vec::new();
-        assert_eq!(conn.drain_into(&mut out, usize::MAX), 2);
+        assert_eq!(conn.drain_into(&mut out, usize::MAX).frames, 2);
         let mut expected = Vec::new();
         frame::write_frame(&mut expected, OpCode::Text, br#"{"event":"a","data":1}"#);
         frame::write_frame(
@@ -571,7 +532,7 @@ mod tests {
         let call = tokio::spawn(async move { caller.invoke("q", 1, Duration::from_secs(5)).await });
         tokio::task::yield_now().await;
         let mut out = Vec::new();
-        while conn.drain_into(&mut out, usize::MAX) == 0 {
+        while conn.drain_into(&mut out, usize::MAX).frames == 0 {
             tokio::task::yield_now().await;
         }
         assert!(out.ends_with(br#"{"event":"q","data":1,"cid":1}"#));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::auth::Claims;
-use crate::connection::ConnectionHandle;
 use crate::error::ApiError;
+use crate::peer::ConnectionHandle;
 
 /// Route parameters captured from a path pattern such as `/creature/:id`, in pattern order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,10 +85,10 @@ impl Context {
     pub async fn publish(&self, channel: &str, data: impl Serialize) -> Result<(), ApiError> {
         let data = serde_json::to_value(data).map_err(|e| ApiError::internal(e.to_string()))?;
         self.connection
-            .hub()
+            .common()
             .exchange
             .publish(channel, Some(&data))
             .await
-            .map_err(|e| ApiError::new(crate::protocol::socketcluster::BROKER_ERROR, e.to_string()))
+            .map_err(|e| ApiError::new(ApiError::BROKER_ERROR, e.to_string()))
     }
 }
