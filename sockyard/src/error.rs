@@ -145,12 +145,12 @@ pub enum Error {
     #[error("{0}")]
     Resource(String),
     /// A `[[room]]` cannot run.
-    #[error("room {path}: {message}")]
+    #[error("room {path}: {source}")]
     Room {
         /// The room's path.
         path: String,
         /// What is wrong.
-        message: String,
+        source: crate::room::OptionsError,
     },
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]

@@ -180,10 +180,10 @@ impl ServerBuilder {
             let auth = options.require_token.then(|| hub.auth.clone());
             let metrics = room_metrics.mounted(&options.path);
             let mounted =
-                Rooms::with_metrics(options.clone(), auth, metrics).map_err(|message| {
+                Rooms::with_metrics(options.clone(), auth, metrics).map_err(|source| {
                     Error::Room {
                         path: options.path.clone(),
-                        message,
+                        source,
                     }
                 })?;
             rooms.push(mounted);
