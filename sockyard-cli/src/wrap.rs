@@ -313,9 +313,7 @@ impl WrapArgs {
         options.drop_when_full = self.drop_when_full;
         options.input_queue = self.input_queue;
         options.max_message_bytes = self.max_message_bytes;
-        options
-            .check()
-            .map_err(|problem| anyhow::anyhow!("{problem}"))?;
+        options.check()?;
         Ok(options)
     }
 }
@@ -338,7 +336,7 @@ pub(crate) async fn run(args: WrapArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .filter(|key| !key.is_empty())
         .map(|key| Authenticator::hs256(key.as_bytes(), Duration::from_secs(86_400)));
-    let rooms = Rooms::new(options, auth).map_err(|problem| anyhow::anyhow!("{problem}"))?;
+    let rooms = Rooms::new(options, auth)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
         _ => None,

@@ -284,7 +284,7 @@ impl Config {
                 return invalid(&key("path"), "overlaps an endpoint or another [[room]]");
             }
             if let Err(problem) = room.check() {
-                return invalid(&key("command"), &problem);
+                return invalid(&key("command"), &problem.to_string());
             }
         }
         Ok(())

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod options;
 pub mod ports;
 pub mod program;
+mod runner;
 pub mod server;
 pub mod template;
 
@@ -30,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub use live::{CLOSE_GOING_AWAY, CLOSE_TOO_SLOW};
 pub use metrics::RoomMetrics;
-pub use options::{Frame, Restart, RoomOptions};
+pub use options::{Frame, OptionsError, Restart, RoomOptions};
 
 use cache::HistoryCache;
 use live::{JoinError, Room, Seat};
@@ -172,8 +173,8 @@ pub struct RoomSummary {
 
 impl Rooms {
     /// Rooms that run programs as `options` says; `auth`, when given, makes every client
-    /// present a token it verifies.
-    pub fn new(options: RoomOptions, auth: Option<Authenticator>) -> Result<Self, String> {
+    /// present a token it verifies. Fails if the options cannot work together ([`RoomOptions::check`]).
+    pub fn new(options: RoomOptions, auth: Option<Authenticator>) -> Result<Self, OptionsError> {
         Self::with_metrics(options, auth, RoomMetrics::default())
     }
 
@@ -182,7 +183,7 @@ impl Rooms {
         options: RoomOptions,
         auth: Option<Authenticator>,
         metrics: RoomMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OptionsError> {
         options.check()?;
         let ports = PortPool::new(options.tcp_ports.0, options.tcp_ports.1);
         Ok(Self {
@@ -318,7 +319,7 @@ impl Rooms {
         registry.running += 1;
         service
             .tracker
-            .spawn(live::run(room.clone(), program, creator.clone(), input));
+            .spawn(runner::run(room.clone(), program, creator.clone(), input));
         Ok(room)
     }
 

@@ -34,6 +34,31 @@ pub enum Restart {
     Always,
 }
 
+/// Room options that cannot work together, found by [`RoomOptions::check`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// `command` is empty.
+    #[error("no command to run")]
+    NoCommand,
+    /// `binary` and `delimiters` are both set.
+    #[error("binary mode reads output as it comes: it takes no delimiters")]
+    BinaryWithDelimiters,
+    /// `tcp_ports` holds no port.
+    #[error("the port range {start}:{end} is empty (the end is exclusive)")]
+    EmptyPortRange {
+        /// The first port.
+        start: u16,
+        /// The end of the range, exclusive.
+        end: u16,
+    },
+    /// `client_queue` or `input_queue` is 0.
+    #[error("queues must hold at least one message")]
+    EmptyQueue,
+    /// `max_message_bytes` is 0.
+    #[error("max_message_bytes must be at least 1")]
+    ZeroMessageSize,
+}
+
 /// How a room runs its program.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -187,24 +212,22 @@ impl RoomOptions {
     }
 
     /// Checks combinations that cannot work.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), OptionsError> {
         if self.command.is_empty() {
-            return Err("no command to run".to_owned());
+            return Err(OptionsError::NoCommand);
         }
         if self.binary && self.delimiters.is_some() {
-            return Err("binary mode reads output as it comes: it takes no delimiters".to_owned());
+            return Err(OptionsError::BinaryWithDelimiters);
         }
-        if self.tcp_ports.0 >= self.tcp_ports.1 {
-            return Err(format!(
-                "the port range {}:{} is empty (the end is exclusive)",
-                self.tcp_ports.0, self.tcp_ports.1
-            ));
+        let (start, end) = self.tcp_ports;
+        if start >= end {
+            return Err(OptionsError::EmptyPortRange { start, end });
         }
         if self.client_queue == 0 || self.input_queue == 0 {
-            return Err("queues must hold at least one message".to_owned());
+            return Err(OptionsError::EmptyQueue);
         }
         if self.max_message_bytes == 0 {
-            return Err("max_message_bytes must be at least 1".to_owned());
+            return Err(OptionsError::ZeroMessageSize);
         }
         Ok(())
     }
@@ -312,18 +335,35 @@ mod tests {
     fn bad_combinations_are_refused() {
         let base = RoomOptions::new("cat", Vec::new());
         assert!(base.check().is_ok());
-        assert!(RoomOptions::default().check().is_err());
+        assert_eq!(RoomOptions::default().check(), Err(OptionsError::NoCommand));
         let bad = RoomOptions {
             binary: true,
             delimiters: Some(vec![b',']),
             ..base.clone()
         };
-        assert!(bad.check().unwrap_err().contains("delimiters"));
+        let err = bad.check().unwrap_err();
+        assert_eq!(err, OptionsError::BinaryWithDelimiters);
+        assert!(err.to_string().contains("delimiters"));
         let bad = RoomOptions {
             tcp_ports: (5, 5),
+            ..base.clone()
+        };
+        let err = bad.check().unwrap_err();
+        assert_eq!(err, OptionsError::EmptyPortRange { start: 5, end: 5 });
+        assert_eq!(
+            err.to_string(),
+            "the port range 5:5 is empty (the end is exclusive)"
+        );
+        let bad = RoomOptions {
+            input_queue: 0,
+            ..base.clone()
+        };
+        assert_eq!(bad.check(), Err(OptionsError::EmptyQueue));
+        let bad = RoomOptions {
+            max_message_bytes: 0,
             ..base
         };
-        assert!(bad.check().unwrap_err().contains("exclusive"));
+        assert_eq!(bad.check(), Err(OptionsError::ZeroMessageSize));
     }
 
     #[test]

@@ -23,12 +23,12 @@ pub enum Error {
     #[error("{0}")]
     Resource(String),
     /// A `[[room]]` cannot run.
-    #[error("room {path}: {message}")]
+    #[error("room {path}: {problem}")]
     Room {
         /// The room's path.
         path: String,
         /// What is wrong.
-        message: String,
+        problem: crate::room::OptionsError,
     },
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]

@@ -164,10 +164,10 @@ impl ServerBuilder {
             let auth = options.require_token.then(|| common.auth.clone());
             let metrics = room_metrics.mounted(&options.path);
             let mounted =
-                Rooms::with_metrics(options.clone(), auth, metrics).map_err(|message| {
+                Rooms::with_metrics(options.clone(), auth, metrics).map_err(|problem| {
                     Error::Room {
                         path: options.path.clone(),
-                        message,
+                        problem,
                     }
                 })?;
             rooms.push(mounted);

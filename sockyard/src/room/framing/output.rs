@@ -1,37 +1,6 @@
-//! Cuts a wrapped program's output into messages for its room, and encodes the room's client
-//! messages as the program's input (pure: no IO).
-//!
-//! # Child → clients
-//!
-//! [`OutputDecoder`] takes the child's stdout in whatever chunks the pipe returned and yields
-//! [`ChildMessage`]s, according to an [`OutputMode`]:
-//!
-//! - [`OutputMode::Lines`] (the default): one message per `\n`-terminated line, without the `\n`
-//!   and without one `\r` just before it. Empty lines are (empty) messages.
-//! - [`OutputMode::Delimiters`] (`--delimiters`, `--null`): one message per piece ending at any of
-//!   the given bytes; nothing else is special, not even `\r` or `\n`.
-//! - [`OutputMode::Binary`] (`--binary`): each chunk as read is one binary message.
-//! - [`OutputMode::Gwsocket`]: gwsocket's length-prefixed frames (see [`gwsocket_frame`]).
-//!
-//! Nothing is lost and memory stays bounded: a piece longer than the decoder's maximum message
-//! size is delivered as several messages of at most that size (cut, when possible, at a UTF-8
-//! character boundary), and at end of output ([`OutputDecoder::finish`]) a last piece without a
-//! delimiter is a message too. Pieces that are not valid UTF-8 go out as binary messages (where
-//! ScaleSocket sent an empty string). Two exceptions drop data rather than misroute it, and are
-//! reported through [`OutputDecoder::take_errors`]: a gwsocket frame over the limit, or of an
-//! unknown type, is skipped as its bytes arrive (never buffered); and with JSON framing an
-//! over-long piece that may be a JSON object is dropped, since its `_to` cannot be read and
-//! sending it to everyone could leak a private message.
-//!
-//! With [`ServerFraming::Json`], each complete line or delimited piece that is a JSON object is
-//! read for routing headers: `_to` (a connection id; missing or `null` means everyone), `_meta`
-//! (store as room metadata instead of sending) and `_cache` (eligible for `--cache tagged`).
-//! Messages are sent byte for byte as the program wrote them.
-//!
-//! # Clients → child
-//!
-//! [`encode_input`] writes one client message in the program's [`ClientFraming`]: a line, raw
-//! bytes, a JSON object with `"_from"` set to the sender, or a gwsocket frame.
+//! Decoding the child's output: cutting it into lines, delimited pieces or binary chunks, and
+//! reading the JSON routing headers of the pieces that are objects (gwsocket frames are read by
+//! [`FrameReader`]). The `--delimiters` and `--null` values are parsed here too.
 
 use std::mem;
 
@@ -39,22 +8,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-/// Length of a gwsocket frame header: destination id, type and payload length, each a
-/// big-endian `u32`.
-pub const GWSOCKET_HEADER_LEN: usize = 12;
-
-/// The gwsocket frame type of a text payload.
-pub const GWSOCKET_TEXT: u32 = 1;
-
-/// The gwsocket frame type of a binary payload.
-pub const GWSOCKET_BINARY: u32 = 2;
-
-/// How many [`FramingError`]s an [`OutputDecoder`] keeps until they are taken; later ones are
-/// only counted (see [`OutputDecoder::errors_total`]), so a misbehaving program cannot make the
-/// decoder grow without bound.
-pub const MAX_PENDING_ERRORS: usize = 64;
-
-// ===== child → clients =====
+use super::gwsocket::FrameReader;
+use super::{ChildMessage, ErrorLog, FramingError};
 
 /// How the child's output is cut into messages.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -72,7 +27,7 @@ pub enum OutputMode {
     /// whatever the pipe returned.
     Binary,
     /// gwsocket frames: a 12-byte big-endian header (destination id, type, payload length) and
-    /// exactly that many payload bytes; see [`gwsocket_frame`].
+    /// exactly that many payload bytes; see [`gwsocket_frame`](super::gwsocket_frame).
     Gwsocket,
 }
 
@@ -113,115 +68,6 @@ pub enum ServerFraming {
     Json,
 }
 
-/// One message from the child, ready to route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildMessage {
-    /// The one connection to send it to, or `None` for everyone in the room. An id that is not
-    /// in the room reaches nobody.
-    pub to: Option<u32>,
-    /// Whether it goes out as a binary WebSocket message: always in binary mode and for
-    /// gwsocket type 2, and for any payload that is not valid UTF-8.
-    pub binary: bool,
-    /// The bytes to send, exactly as the child wrote them (for a `meta` message: the object
-    /// without its `_meta` key, re-serialised).
-    pub payload: Bytes,
-    /// A JSON object with `"_meta": true`: store the payload as the room's metadata, do not
-    /// send it to anyone (whatever `to` says).
-    pub meta: bool,
-    /// A JSON object with `"_cache": true`: kept by a `--cache tagged:N` history.
-    pub cache: bool,
-}
-
-impl ChildMessage {
-    /// A message for everyone in the room, with no metadata or cache flag.
-    pub fn new(payload: impl Into<Bytes>, binary: bool) -> Self {
-        Self {
-            to: None,
-            binary,
-            payload: payload.into(),
-            meta: false,
-            cache: false,
-        }
-    }
-
-    /// A text message for everyone, or a binary one if `payload` is not valid UTF-8.
-    fn text(payload: Vec<u8>) -> Self {
-        let binary = std::str::from_utf8(&payload).is_err();
-        Self::new(payload, binary)
-    }
-}
-
-/// Something in the child's output that could not be delivered as written. Nothing here stops
-/// the room: the caller logs it (and may count it) and carries on.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum FramingError {
-    /// A gwsocket frame's type was neither 1 (text) nor 2 (binary). Its payload was skipped and
-    /// decoding went on with the next frame.
-    #[error(
-        "gwsocket frame (destination {to}) has unknown type {kind}; its {len} payload bytes were skipped"
-    )]
-    UnknownType {
-        /// The destination id from the header.
-        to: u32,
-        /// The type from the header.
-        kind: u32,
-        /// The declared payload length.
-        len: u32,
-    },
-    /// A gwsocket frame declared a payload longer than the maximum message size. Its payload was
-    /// skipped as it arrived (never buffered) and decoding went on with the next frame.
-    #[error(
-        "gwsocket frame (destination {to}) declares {len} payload bytes, over the {max}-byte message limit; it was skipped"
-    )]
-    TooLong {
-        /// The destination id from the header.
-        to: u32,
-        /// The declared payload length.
-        len: u32,
-        /// The maximum message size.
-        max: usize,
-    },
-    /// The output ended inside a gwsocket frame; the partial frame was dropped.
-    #[error(
-        "output ended {received} bytes into a gwsocket frame of at least {expected} bytes; the partial frame was dropped"
-    )]
-    Truncated {
-        /// Bytes of the frame (header included) that did arrive.
-        received: usize,
-        /// The frame's full length, header included (12 when the header itself was cut).
-        expected: u64,
-    },
-    /// With JSON framing, a line (or delimited piece) that may be a JSON object grew over the
-    /// maximum message size. Its headers cannot be read without holding all of it, and sending it
-    /// to everyone could leak a message meant for one client, so it was dropped up to its
-    /// delimiter. (Over-long pieces that cannot be objects are delivered in fragments.)
-    #[error(
-        "a JSON line longer than the {max}-byte message limit was dropped (its `_to` could not be read)"
-    )]
-    JsonTooLong {
-        /// The maximum message size.
-        max: usize,
-    },
-    /// A JSON line had a routing header of the wrong type (`_to` not a `u32` or `null`, `_meta`
-    /// or `_cache` not a boolean or `null`). As in ScaleSocket the whole header was ignored: the
-    /// line was sent, unchanged, to everyone.
-    #[error(
-        "JSON header `{field}` has the wrong type; the header was ignored and the line sent to everyone"
-    )]
-    IgnoredHeader {
-        /// `"_to"`, `"_meta"` or `"_cache"`.
-        field: &'static str,
-    },
-}
-
-impl FramingError {
-    /// Whether output was lost: true for every problem except [`FramingError::IgnoredHeader`],
-    /// whose line was still delivered (to everyone). Count these as dropped messages.
-    pub fn dropped(&self) -> bool {
-        !matches!(self, Self::IgnoredHeader { .. })
-    }
-}
-
 /// How [`OutputDecoder`] finds message boundaries (the [`OutputMode`] prepared for scanning).
 #[derive(Debug)]
 enum Cutter {
@@ -233,33 +79,6 @@ enum Cutter {
     Binary,
     /// gwsocket frames.
     Gwsocket,
-}
-
-/// Where the gwsocket decoder is within the current frame.
-#[derive(Debug)]
-enum Gw {
-    /// Reading the 12-byte header; `have` bytes of it are in `header`.
-    Header {
-        header: [u8; GWSOCKET_HEADER_LEN],
-        have: usize,
-    },
-    /// Collecting a payload of `len` bytes (at most the maximum message size); it grows as
-    /// bytes arrive rather than being allocated from the declared length.
-    Payload {
-        to: u32,
-        binary: bool,
-        len: usize,
-        payload: Vec<u8>,
-    },
-    /// Dropping the payload of a rejected frame: `remaining` bytes still to skip.
-    Skip { remaining: u32 },
-}
-
-impl Gw {
-    const START: Self = Self::Header {
-        header: [0; GWSOCKET_HEADER_LEN],
-        have: 0,
-    };
 }
 
 /// Incremental decoder of one child's output into [`ChildMessage`]s.
@@ -290,11 +109,9 @@ pub struct OutputDecoder {
     /// Lines and delimiters: what became of the current piece if it grew over `max`.
     overflow: Overflow,
     /// gwsocket: the state within the current frame.
-    gw: Gw,
-    /// Problems not yet taken, at most [`MAX_PENDING_ERRORS`].
-    errors: Vec<FramingError>,
-    /// Every problem ever reported, taken or not.
-    errors_total: u64,
+    gw: FrameReader,
+    /// Problems not yet taken, and how many there were.
+    errors: ErrorLog,
 }
 
 impl OutputDecoder {
@@ -321,9 +138,8 @@ impl OutputDecoder {
             max: max_message_bytes.max(1),
             pending: Vec::new(),
             overflow: Overflow::No,
-            gw: Gw::START,
-            errors: Vec::new(),
-            errors_total: 0,
+            gw: FrameReader::START,
+            errors: ErrorLog::default(),
         }
     }
 
@@ -337,7 +153,7 @@ impl OutputDecoder {
                     out.push(ChildMessage::new(Bytes::copy_from_slice(chunk), true));
                 }
             }
-            Cutter::Gwsocket => self.feed_gwsocket(bytes, out),
+            Cutter::Gwsocket => self.gw.feed(bytes, self.max, out, &mut self.errors),
         }
     }
 
@@ -350,56 +166,31 @@ impl OutputDecoder {
         if !pending.is_empty() && overflow != Overflow::Dropping {
             out.push(self.piece_message(pending, overflow));
         }
-        match mem::replace(&mut self.gw, Gw::START) {
-            Gw::Header { have: 0, .. } | Gw::Skip { .. } => {}
-            Gw::Header { have, .. } => self.report(FramingError::Truncated {
-                received: have,
-                expected: GWSOCKET_HEADER_LEN as u64,
-            }),
-            Gw::Payload { len, payload, .. } => self.report(FramingError::Truncated {
-                received: GWSOCKET_HEADER_LEN + payload.len(),
-                expected: (GWSOCKET_HEADER_LEN + len) as u64,
-            }),
-        }
+        self.gw.finish(&mut self.errors);
     }
 
-    /// The problems found since the last call (at most [`MAX_PENDING_ERRORS`]; see
+    /// The problems found since the last call (at most
+    /// [`MAX_PENDING_ERRORS`](super::MAX_PENDING_ERRORS); see
     /// [`Self::errors_total`] for the full count). Call it after each [`Self::feed`] and
     /// [`Self::finish`] to log them.
     pub fn take_errors(&mut self) -> Vec<FramingError> {
-        mem::take(&mut self.errors)
+        self.errors.take()
     }
 
     /// How many problems were found since the decoder was made, including any not kept.
     pub fn errors_total(&self) -> u64 {
-        self.errors_total
+        self.errors.total
     }
 
     /// How many bytes of an unfinished message the decoder holds.
     pub fn buffered_len(&self) -> usize {
-        let gw = match &self.gw {
-            Gw::Header { have, .. } => *have,
-            Gw::Payload { payload, .. } => payload.len(),
-            Gw::Skip { .. } => 0,
-        };
-        self.pending.len() + gw
+        self.pending.len() + self.gw.buffered_len()
     }
 
     /// Whether the decoder is between messages: nothing buffered, no frame half read.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty()
-            && self.overflow == Overflow::No
-            && matches!(self.gw, Gw::Header { have: 0, .. })
+        self.pending.is_empty() && self.overflow == Overflow::No && self.gw.is_idle()
     }
-
-    fn report(&mut self, error: FramingError) {
-        self.errors_total = self.errors_total.saturating_add(1);
-        if self.errors.len() < MAX_PENDING_ERRORS {
-            self.errors.push(error);
-        }
-    }
-
-    // ----- lines and delimiters -----
 
     fn is_delimiter(&self, byte: u8) -> bool {
         match &self.cutter {
@@ -443,7 +234,8 @@ impl OutputDecoder {
                 {
                     self.pending = Vec::new();
                     self.overflow = Overflow::Dropping;
-                    self.report(FramingError::JsonTooLong { max: self.max });
+                    self.errors
+                        .report(FramingError::JsonTooLong { max: self.max });
                     return;
                 }
                 let cut = fragment_cut(&self.pending, self.max);
@@ -489,7 +281,7 @@ impl OutputDecoder {
         let header = match Header::read(&object) {
             Ok(header) => header,
             Err(field) => {
-                self.report(FramingError::IgnoredHeader { field });
+                self.errors.report(FramingError::IgnoredHeader { field });
                 return ChildMessage::text(piece);
             }
         };
@@ -504,91 +296,6 @@ impl OutputDecoder {
             message.meta = true;
         }
         message
-    }
-
-    // ----- gwsocket -----
-
-    fn feed_gwsocket(&mut self, bytes: &[u8], out: &mut Vec<ChildMessage>) {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match &mut self.gw {
-                Gw::Header { header, have } => {
-                    let want = GWSOCKET_HEADER_LEN.saturating_sub(*have);
-                    let (now, later) = rest.split_at(want.min(rest.len()));
-                    if let Some(slot) = header.get_mut(*have..*have + now.len()) {
-                        slot.copy_from_slice(now);
-                    }
-                    *have += now.len();
-                    rest = later;
-                    if *have >= GWSOCKET_HEADER_LEN {
-                        let header = *header;
-                        self.start_frame(header, out);
-                    }
-                }
-                Gw::Payload {
-                    to,
-                    binary,
-                    len,
-                    payload,
-                } => {
-                    let want = len.saturating_sub(payload.len());
-                    let (now, later) = rest.split_at(want.min(rest.len()));
-                    payload.extend_from_slice(now);
-                    rest = later;
-                    if payload.len() >= *len {
-                        let message = gwsocket_message(*to, *binary, mem::take(payload));
-                        out.push(message);
-                        self.gw = Gw::START;
-                    }
-                }
-                Gw::Skip { remaining } => {
-                    let skip = rest.len().min(*remaining as usize);
-                    rest = rest.get(skip..).unwrap_or_default();
-                    *remaining -= skip as u32;
-                    if *remaining == 0 {
-                        self.gw = Gw::START;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A complete header arrived: decide what to do with the payload that follows.
-    fn start_frame(&mut self, header: [u8; GWSOCKET_HEADER_LEN], out: &mut Vec<ChildMessage>) {
-        let [a, b, c, d, e, f, g, h, i, j, k, l] = header;
-        let to = u32::from_be_bytes([a, b, c, d]);
-        let kind = u32::from_be_bytes([e, f, g, h]);
-        let len = u32::from_be_bytes([i, j, k, l]);
-        let fits = usize::try_from(len).ok().filter(|len| *len <= self.max);
-        let binary = match kind {
-            GWSOCKET_TEXT => false,
-            GWSOCKET_BINARY => true,
-            _ => {
-                self.report(FramingError::UnknownType { to, kind, len });
-                self.gw = skip(len);
-                return;
-            }
-        };
-        self.gw = match fits {
-            None => {
-                self.report(FramingError::TooLong {
-                    to,
-                    len,
-                    max: self.max,
-                });
-                skip(len)
-            }
-            Some(0) => {
-                out.push(gwsocket_message(to, binary, Vec::new()));
-                Gw::START
-            }
-            Some(len) => Gw::Payload {
-                to,
-                binary,
-                len,
-                payload: Vec::new(),
-            },
-        };
     }
 }
 
@@ -616,27 +323,6 @@ fn first_json_byte(bytes: &[u8]) -> Option<u8> {
         .iter()
         .copied()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-}
-
-/// The state that skips a rejected frame's `len` payload bytes.
-fn skip(len: u32) -> Gw {
-    if len == 0 {
-        Gw::START
-    } else {
-        Gw::Skip { remaining: len }
-    }
-}
-
-/// A complete gwsocket payload as a message: destination 0 is everyone; text that is not valid
-/// UTF-8 goes out as binary.
-fn gwsocket_message(to: u32, binary: bool, payload: Vec<u8>) -> ChildMessage {
-    let mut message = if binary {
-        ChildMessage::new(payload, true)
-    } else {
-        ChildMessage::text(payload)
-    };
-    message.to = (to != 0).then_some(to);
-    message
 }
 
 /// Where to cut a fragment off the front of `held` (more than `max` bytes): at `max`, or up to
@@ -687,123 +373,6 @@ fn flag(object: &Map<String, Value>, key: &'static str) -> Result<bool, &'static
         Some(_) => Err(key),
     }
 }
-
-// ===== clients → child =====
-
-/// How a client's message is written to the child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientFraming {
-    /// The payload and a `\n` (a payload holding newlines becomes several input lines).
-    #[default]
-    Lines,
-    /// The payload as is (binary mode).
-    Raw,
-    /// The payload must be a JSON object; `"_from"` is set to the sender's id and the object is
-    /// written as one compact line.
-    Json,
-    /// A gwsocket frame: 12-byte big-endian header (sender id, type 1 text or 2 binary,
-    /// length), then the payload.
-    Gwsocket,
-}
-
-/// A client message that cannot be written in the child's framing. The caller drops the message
-/// (and counts it); the client stays connected.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum InputError {
-    /// JSON framing, but the payload is not JSON.
-    #[error("message is not JSON: {0}")]
-    NotJson(String),
-    /// JSON framing, but the payload is JSON other than an object.
-    #[error("message is JSON but not an object")]
-    NotObject,
-    /// gwsocket framing, but the payload does not fit a `u32` length.
-    #[error("message of {0} bytes is too long for a gwsocket frame")]
-    TooLong(usize),
-}
-
-/// Appends the input the child reads for a message from connection `from`: `payload`, sent as a
-/// binary message when `binary` is set, written in `framing`. On error `out` is left as it was.
-///
-/// JSON framing parses the payload whatever its WebSocket type and writes it back compactly,
-/// with `"_from"` first (replacing any `"_from"` the client sent) and the other keys in the
-/// client's order; strings holding newlines stay escaped, so the result is always one line.
-///
-/// ```
-/// use sockyard::room::framing::{encode_input, ClientFraming};
-///
-/// let mut out = Vec::new();
-/// encode_input(ClientFraming::Json, 7, br#"{"msg": "hi", "_from": 1}"#, false, &mut out).unwrap();
-/// assert_eq!(out, b"{\"_from\":7,\"msg\":\"hi\"}\n");
-/// ```
-pub fn encode_input(
-    framing: ClientFraming,
-    from: u32,
-    payload: &[u8],
-    binary: bool,
-    out: &mut Vec<u8>,
-) -> Result<(), InputError> {
-    match framing {
-        ClientFraming::Lines => {
-            out.extend_from_slice(payload);
-            out.push(b'\n');
-        }
-        ClientFraming::Raw => out.extend_from_slice(payload),
-        ClientFraming::Json => {
-            let value = serde_json::from_slice::<Value>(payload)
-                .map_err(|err| InputError::NotJson(err.to_string()))?;
-            let Value::Object(mut object) = value else {
-                return Err(InputError::NotObject);
-            };
-            object.shift_remove("_from");
-            object.shift_insert(0, "_from".to_owned(), Value::from(from));
-            let start = out.len();
-            if let Err(err) = serde_json::to_writer(&mut *out, &object) {
-                out.truncate(start);
-                return Err(InputError::NotJson(err.to_string()));
-            }
-            out.push(b'\n');
-        }
-        ClientFraming::Gwsocket => {
-            let len =
-                u32::try_from(payload.len()).map_err(|_| InputError::TooLong(payload.len()))?;
-            write_gwsocket_header(from, binary, len, out);
-            out.extend_from_slice(payload);
-        }
-    }
-    Ok(())
-}
-
-/// A gwsocket frame (the same layout in both directions): the big-endian `u32`s `id` (the
-/// destination from the child, 0 meaning everyone; the sender towards the child), type (1 text,
-/// 2 binary) and payload length, then the payload. A payload over `u32::MAX` bytes is cut to
-/// that length so the frame stays well formed.
-///
-/// ```
-/// use sockyard::room::framing::gwsocket_frame;
-///
-/// assert_eq!(gwsocket_frame(2, false, b"hi"), b"\0\0\0\x02\0\0\0\x01\0\0\0\x02hi");
-/// ```
-pub fn gwsocket_frame(id: u32, binary: bool, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let payload = payload.get(..len as usize).unwrap_or(payload);
-    let mut frame = Vec::with_capacity(GWSOCKET_HEADER_LEN + payload.len());
-    write_gwsocket_header(id, binary, len, &mut frame);
-    frame.extend_from_slice(payload);
-    frame
-}
-
-fn write_gwsocket_header(id: u32, binary: bool, len: u32, out: &mut Vec<u8>) {
-    let kind = if binary {
-        GWSOCKET_BINARY
-    } else {
-        GWSOCKET_TEXT
-    };
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-}
-
-// ===== command-line values =====
 
 /// A `--delimiters` value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -866,73 +435,8 @@ pub fn parse_delimiters(value: &str) -> Result<Vec<u8>, DelimiterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MAX: usize = 1 << 20;
-
-    fn decode_with(
-        mode: OutputMode,
-        framing: ServerFraming,
-        max: usize,
-        chunks: &[&[u8]],
-    ) -> (Vec<ChildMessage>, Vec<FramingError>) {
-        let mut decoder = OutputDecoder::new(mode, framing, max);
-        let mut out = Vec::new();
-        for chunk in chunks {
-            decoder.feed(chunk, &mut out);
-        }
-        decoder.finish(&mut out);
-        assert!(decoder.is_idle());
-        (out, decoder.take_errors())
-    }
-
-    fn decode(mode: OutputMode, input: &[u8]) -> Vec<ChildMessage> {
-        decode_with(mode, ServerFraming::None, MAX, &[input]).0
-    }
-
-    fn payloads(messages: &[ChildMessage]) -> Vec<&[u8]> {
-        messages.iter().map(|m| &m.payload[..]).collect()
-    }
-
-    /// Decoding `input` in one chunk, byte by byte, and split in two at every position gives
-    /// the same messages and errors.
-    fn same_at_every_split(
-        mode: OutputMode,
-        framing: ServerFraming,
-        max: usize,
-        input: &[u8],
-    ) -> (Vec<ChildMessage>, Vec<FramingError>) {
-        let whole = decode_with(mode.clone(), framing, max, &[input]);
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(
-            decode_with(mode.clone(), framing, max, &bytes),
-            whole,
-            "byte by byte"
-        );
-        for at in 0..=input.len() {
-            let (a, b) = input.split_at(at);
-            assert_eq!(
-                decode_with(mode.clone(), framing, max, &[a, b]),
-                whole,
-                "split at {at}"
-            );
-        }
-        whole
-    }
-
-    fn text(payload: &[u8]) -> ChildMessage {
-        ChildMessage::new(payload.to_vec(), false)
-    }
-
-    fn binary(payload: &[u8]) -> ChildMessage {
-        ChildMessage::new(payload.to_vec(), true)
-    }
-
-    fn to(id: u32, message: ChildMessage) -> ChildMessage {
-        ChildMessage {
-            to: Some(id),
-            ..message
-        }
-    }
+    use crate::room::framing::gwsocket_frame;
+    use crate::room::framing::test_decode::*;
 
     // ----- lines -----
 
@@ -1335,191 +839,6 @@ mod tests {
         assert_eq!((out, errors.len()), (vec![], 1));
     }
 
-    // ----- gwsocket -----
-
-    fn gw(input: &[u8], max: usize) -> (Vec<ChildMessage>, Vec<FramingError>) {
-        same_at_every_split(OutputMode::Gwsocket, ServerFraming::None, max, input)
-    }
-
-    #[test]
-    fn gwsocket_frames_literal() {
-        let input = b"\0\0\0\0\0\0\0\x01\0\0\0\x03all\
-                      \0\0\0\x02\0\0\0\x01\0\0\0\x03two\
-                      \0\0\0\x05\0\0\0\x02\0\0\0\x02\x00\xff";
-        let (out, errors) = gw(input, MAX);
-        assert_eq!(
-            out,
-            [
-                text(b"all"),
-                to(2, text(b"two")),
-                to(5, binary(b"\x00\xff"))
-            ]
-        );
-        assert_eq!(errors, []);
-    }
-
-    #[test]
-    fn gwsocket_round_trips_its_own_frames() {
-        let input = [
-            gwsocket_frame(0, false, "héllo".as_bytes()),
-            gwsocket_frame(9, true, b"\x01\x02"),
-            gwsocket_frame(u32::MAX, false, b""),
-        ]
-        .concat();
-        let (out, _) = gw(&input, MAX);
-        assert_eq!(
-            out,
-            [
-                text("héllo".as_bytes()),
-                to(9, binary(b"\x01\x02")),
-                to(u32::MAX, text(b""))
-            ]
-        );
-    }
-
-    #[test]
-    fn gwsocket_newlines_are_ordinary_bytes() {
-        // Destination 10, length 10, a payload of newlines: ScaleSocket cut this at every 0x0A.
-        let mut input = b"\0\0\0\x0a\0\0\0\x01\0\0\0\x0a".to_vec();
-        input.extend_from_slice(b"\n\n\n\n\n\n\n\n\n\n");
-        input.extend_from_slice(b"\0\0\0\0\0\0\0\x02\0\0\0\x01\n");
-        let (out, errors) = gw(&input, MAX);
-        assert_eq!(out, [to(10, text(&[b'\n'; 10])), binary(b"\n")]);
-        assert_eq!(errors, []);
-    }
-
-    #[test]
-    fn gwsocket_ignores_json_framing() {
-        let input = gwsocket_frame(0, false, br#"{"_to":3,"_meta":true}"#);
-        let (out, _) = decode_with(OutputMode::Gwsocket, ServerFraming::Json, MAX, &[&input]);
-        assert_eq!(out, [text(br#"{"_to":3,"_meta":true}"#)]);
-    }
-
-    #[test]
-    fn gwsocket_invalid_utf8_text_is_binary() {
-        let (out, _) = gw(b"\0\0\0\0\0\0\0\x01\0\0\0\x02\xc3\x28", MAX);
-        assert_eq!(out, [binary(b"\xc3\x28")]);
-    }
-
-    #[test]
-    fn gwsocket_unknown_type_is_skipped_and_reported() {
-        let input = b"\0\0\0\x04\0\0\0\x03\0\0\0\x05\x01\x02\x03\x04\x05\
-                      \0\0\0\0\0\0\0\x00\0\0\0\x00\
-                      \0\0\0\0\0\0\0\x01\0\0\0\x02ok";
-        let (out, errors) = gw(input, MAX);
-        assert_eq!(out, [text(b"ok")]);
-        assert_eq!(
-            errors,
-            [
-                FramingError::UnknownType {
-                    to: 4,
-                    kind: 3,
-                    len: 5
-                },
-                FramingError::UnknownType {
-                    to: 0,
-                    kind: 0,
-                    len: 0
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn scalesocket_little_endian_frame_is_reported_not_misread() {
-        // What ScaleSocket's scripts write: destination 2, text, 3 bytes, little-endian.
-        let (out, errors) = gw(b"\x02\0\0\0\x01\0\0\0\x03\0\0\0two\n", MAX);
-        assert_eq!(out, []);
-        assert_eq!(
-            errors,
-            [FramingError::UnknownType {
-                to: 0x0200_0000,
-                kind: 0x0100_0000,
-                len: 0x0300_0000
-            }]
-        );
-    }
-
-    #[test]
-    fn gwsocket_oversized_frame_is_skipped_unbuffered() {
-        let mut input = b"\0\0\0\x01\0\0\0\x01\0\0\0\x0a0123456789".to_vec();
-        input.extend_from_slice(&gwsocket_frame(0, false, b"fits"));
-        let (out, errors) = gw(&input, 4);
-        assert_eq!(out, [text(b"fits")]);
-        assert_eq!(
-            errors,
-            [FramingError::TooLong {
-                to: 1,
-                len: 10,
-                max: 4
-            }]
-        );
-        // The skipped payload is never held.
-        let mut decoder = OutputDecoder::new(OutputMode::Gwsocket, ServerFraming::None, 4);
-        let mut out = Vec::new();
-        for byte in &input[..21] {
-            decoder.feed(&[*byte], &mut out);
-            assert!(decoder.buffered_len() <= GWSOCKET_HEADER_LEN);
-        }
-        assert_eq!(decoder.buffered_len(), 0);
-        assert!(!decoder.is_idle());
-    }
-
-    #[test]
-    fn gwsocket_huge_declared_length_allocates_nothing() {
-        let mut decoder = OutputDecoder::new(OutputMode::Gwsocket, ServerFraming::None, MAX);
-        let mut out = Vec::new();
-        decoder.feed(b"\0\0\0\0\0\0\0\x02\xff\xff\xff\xff", &mut out);
-        decoder.feed(&[0; 4096], &mut out);
-        assert_eq!(decoder.buffered_len(), 0);
-        assert_eq!(
-            decoder.take_errors(),
-            [FramingError::TooLong {
-                to: 0,
-                len: u32::MAX,
-                max: MAX
-            }]
-        );
-        // A frame within the limit grows with its bytes, not with its declared length.
-        let mut decoder = OutputDecoder::new(OutputMode::Gwsocket, ServerFraming::None, MAX);
-        decoder.feed(b"\0\0\0\0\0\0\0\x02\0\x10\0\0abc", &mut out);
-        assert_eq!(decoder.buffered_len(), 3);
-        match &decoder.gw {
-            Gw::Payload { payload, .. } => assert!(payload.capacity() < 4096),
-            other => panic!("unexpected state {other:?}"),
-        }
-    }
-
-    #[test]
-    fn gwsocket_truncated_frames_are_reported_at_finish() {
-        let frame = gwsocket_frame(3, false, b"hello");
-        for cut in 1..frame.len() {
-            let (out, errors) = decode_with(
-                OutputMode::Gwsocket,
-                ServerFraming::None,
-                MAX,
-                &[&frame, &frame[..cut]],
-            );
-            assert_eq!(out, [to(3, text(b"hello"))], "cut at {cut}");
-            assert_eq!(
-                errors,
-                [FramingError::Truncated {
-                    received: cut,
-                    expected: if cut < GWSOCKET_HEADER_LEN { 12 } else { 17 }
-                }],
-                "cut at {cut}"
-            );
-        }
-        // A frame being skipped is reported once, not again at the end.
-        let (_, errors) = decode_with(
-            OutputMode::Gwsocket,
-            ServerFraming::None,
-            MAX,
-            &[b"\0\0\0\0\0\0\0\x07\0\0\0\x09abc"],
-        );
-        assert_eq!(errors.len(), 1);
-    }
-
     #[test]
     fn decoder_is_reusable_after_finish() {
         let mut decoder = OutputDecoder::new(OutputMode::Gwsocket, ServerFraming::None, MAX);
@@ -1531,44 +850,6 @@ mod tests {
         assert_eq!(decoder.take_errors().len(), 1);
         assert_eq!(decoder.take_errors(), []);
         assert_eq!(decoder.errors_total(), 1);
-    }
-
-    #[test]
-    fn pending_errors_are_capped_but_counted() {
-        let frame = b"\0\0\0\0\0\0\0\x09\0\0\0\0";
-        let mut decoder = OutputDecoder::new(OutputMode::Gwsocket, ServerFraming::None, MAX);
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            decoder.feed(frame, &mut out);
-        }
-        assert_eq!(decoder.take_errors().len(), MAX_PENDING_ERRORS);
-        assert_eq!(decoder.errors_total(), 100);
-        decoder.feed(frame, &mut out);
-        assert_eq!(decoder.take_errors().len(), 1);
-    }
-
-    #[test]
-    fn only_ignored_headers_lose_nothing() {
-        assert!(!FramingError::IgnoredHeader { field: "_to" }.dropped());
-        assert!(FramingError::JsonTooLong { max: 1 }.dropped());
-        assert!(FramingError::Truncated {
-            received: 1,
-            expected: 12
-        }
-        .dropped());
-    }
-
-    #[test]
-    fn framing_errors_read_well() {
-        assert_eq!(
-            FramingError::TooLong {
-                to: 1,
-                len: 10,
-                max: 4
-            }
-            .to_string(),
-            "gwsocket frame (destination 1) declares 10 payload bytes, over the 4-byte message limit; it was skipped"
-        );
     }
 
     // ----- any input -----
@@ -1643,106 +924,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    // ----- client input -----
-
-    fn input(framing: ClientFraming, from: u32, payload: &[u8], binary: bool) -> Vec<u8> {
-        let mut out = b"prior".to_vec();
-        encode_input(framing, from, payload, binary, &mut out).unwrap();
-        out.split_off(5)
-    }
-
-    #[test]
-    fn input_lines_and_raw() {
-        assert_eq!(input(ClientFraming::Lines, 1, b"hi", false), b"hi\n");
-        assert_eq!(input(ClientFraming::Lines, 1, b"", false), b"\n");
-        assert_eq!(
-            input(ClientFraming::Lines, 1, b"a\nb\n", false),
-            b"a\nb\n\n"
-        );
-        assert_eq!(
-            input(ClientFraming::Lines, 1, b"\x00\xff", true),
-            b"\x00\xff\n"
-        );
-        assert_eq!(
-            input(ClientFraming::Raw, 1, b"\x00\xff\n", true),
-            b"\x00\xff\n"
-        );
-        assert_eq!(input(ClientFraming::Raw, 1, b"", false), b"");
-    }
-
-    #[test]
-    fn input_json_sets_from() {
-        assert_eq!(
-            input(ClientFraming::Json, 1, br#"{"msg":"hi all"}"#, false),
-            b"{\"_from\":1,\"msg\":\"hi all\"}\n"
-        );
-        // A client's own `_from` is replaced; key order is kept; output is compact.
-        assert_eq!(
-            input(
-                ClientFraming::Json,
-                7,
-                br#" { "z" : 1, "_from" : 99, "a" : [ 1 , 2 ] } "#,
-                true
-            ),
-            b"{\"_from\":7,\"z\":1,\"a\":[1,2]}\n"
-        );
-        assert_eq!(
-            input(ClientFraming::Json, 0, b"{}", false),
-            b"{\"_from\":0}\n"
-        );
-        // Newlines inside strings stay escaped: one message is one line.
-        assert_eq!(
-            input(ClientFraming::Json, 2, b"{\"m\":\"a\\nb\"}", false),
-            b"{\"_from\":2,\"m\":\"a\\nb\"}\n"
-        );
-    }
-
-    #[test]
-    fn input_json_rejects_non_objects_without_writing() {
-        for payload in [&b"[1,2]"[..], b"1", b"\"s\"", b"null"] {
-            let mut out = b"prior".to_vec();
-            assert_eq!(
-                encode_input(ClientFraming::Json, 1, payload, false, &mut out),
-                Err(InputError::NotObject)
-            );
-            assert_eq!(out, b"prior");
-        }
-        for payload in [&b""[..], b"hello", b"{\"a\":", b"{} {}", b"\xff"] {
-            let mut out = b"prior".to_vec();
-            let result = encode_input(ClientFraming::Json, 1, payload, false, &mut out);
-            assert!(matches!(result, Err(InputError::NotJson(_))), "{payload:?}");
-            assert_eq!(out, b"prior");
-        }
-    }
-
-    #[test]
-    fn input_gwsocket() {
-        assert_eq!(
-            input(ClientFraming::Gwsocket, 3, b"hi", false),
-            b"\0\0\0\x03\0\0\0\x01\0\0\0\x02hi"
-        );
-        assert_eq!(
-            input(ClientFraming::Gwsocket, 0x0102_0304, b"\n", true),
-            b"\x01\x02\x03\x04\0\0\0\x02\0\0\0\x01\n"
-        );
-        assert_eq!(
-            input(ClientFraming::Gwsocket, 1, b"", false),
-            b"\0\0\0\x01\0\0\0\x01\0\0\0\0"
-        );
-    }
-
-    #[test]
-    fn gwsocket_frame_literal() {
-        assert_eq!(
-            gwsocket_frame(0, true, b"\xff"),
-            b"\0\0\0\0\0\0\0\x02\0\0\0\x01\xff"
-        );
-        assert_eq!(
-            gwsocket_frame(258, false, &[b'a'; 256]),
-            [&b"\0\0\x01\x02\0\0\0\x01\0\0\x01\0"[..], &[b'a'; 256]].concat()
-        );
     }
 
     // ----- command-line values -----
