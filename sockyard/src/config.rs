@@ -14,6 +14,8 @@ use crate::auth::access::AccessRules;
 use crate::codec::Codec;
 use crate::protocol::socketcluster::ProtocolVersion;
 
+pub use crate::resource::StorageConfig;
+
 /// The embedded default configuration: the demo application, every key shown with its default.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -292,33 +294,6 @@ pub enum Authorizer {
     Token,
     /// `{token}`, or `{username}` taken on trust (the demo).
     TokenOrUsername,
-}
-
-/// `[storage]`: where resource records live.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct StorageConfig {
-    /// `sqlite://FILE` (created on first run; relative to the working directory) or
-    /// `postgres://user@host:port/database`. Default `sqlite://sockyard.db`.
-    pub url: String,
-    /// Connections to PostgreSQL (SQLite uses one). Default 8.
-    pub max_connections: u32,
-    /// Records a `list` returns when the query has no `$limit`. Default 100.
-    pub default_limit: u64,
-    /// The largest `$limit` accepted. Default 1000.
-    pub max_limit: u64,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://sockyard.db".to_owned(),
-            max_connections: 8,
-            default_limit: 100,
-            max_limit: 1000,
-        }
-    }
 }
 
 /// The demo's resources: `creature {name, age ≥ 0}`, `album {title}`, `song {title}` under

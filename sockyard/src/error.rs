@@ -142,8 +142,8 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Resources could not be declared, stored or migrated.
-    #[error("{0}")]
-    Resource(String),
+    #[error(transparent)]
+    Resource(#[from] crate::resource::ResourceError),
     /// A `[[room]]` cannot run.
     #[error("room {path}: {message}")]
     Room {
