@@ -307,7 +307,7 @@ async fn serve(
     }
     let mut builder = Server::builder(&config);
     if !config.resources.is_empty() {
-        let resources = ResourcesBuilder::from_config(&config)
+        let resources = ResourcesBuilder::from_declarations(&config.resources, &config.storage)
             .open_storage(&config.storage)
             .await?;
         tracing::info!(storage = %config.storage.url, count = config.resources.len(), "resources ready");

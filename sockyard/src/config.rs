@@ -19,7 +19,7 @@ pub use crate::connection::Limits;
 pub use crate::demo::{DemoConfig, DEMO_PROTO};
 pub use crate::http::{LogFormat, ServerConfig};
 pub use crate::protocol::{Dialect, ProtocolVersion};
-pub use crate::resource::ResourceDef;
+pub use crate::resource::{ResourceDef, StorageConfig};
 pub use crate::room::RoomOptions;
 pub use crate::service::{
     ApiRoute, Authorizer, ChannelsConfig, EndpointConfig, EndpointError, ProtobufConfig,
@@ -63,33 +63,6 @@ pub struct Config {
     /// against: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
-}
-
-/// `[storage]`: where resource records live.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct StorageConfig {
-    /// `sqlite://FILE` (created on first run; relative to the working directory) or
-    /// `postgres://user@host:port/database`. Default `sqlite://sockyard.db`.
-    pub url: String,
-    /// Connections to PostgreSQL (SQLite uses one). Default 8.
-    pub max_connections: u32,
-    /// Records a `list` returns when the query has no `$limit`. Default 100.
-    pub default_limit: u64,
-    /// The largest `$limit` accepted. Default 1000.
-    pub max_limit: u64,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://sockyard.db".to_owned(),
-            max_connections: 8,
-            default_limit: 100,
-            max_limit: 1000,
-        }
-    }
 }
 
 impl Default for Config {

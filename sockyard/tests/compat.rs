@@ -586,24 +586,25 @@ async fn official_clients_against_resources() {
     config.storage.url = format!("sqlite://{}", db.0.display());
     let names: Vec<&str> = config.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["creature", "album", "song"], "the demo's resources");
-    let resources = sockyard::resource::ResourcesBuilder::from_config(&config)
-        .remote(
-            "creature",
-            "shout",
-            |_ctx, payload: serde_json::Value| async move {
-                match payload.get("text").and_then(serde_json::Value::as_str) {
-                    Some(text) => Ok(serde_json::json!({
-                        "resource": "creature",
-                        "text": text.to_uppercase(),
-                    })),
-                    None => Err(sockyard::ApiError::new("ShoutError", "nothing to shout")
-                        .with("got", payload)),
-                }
-            },
-        )
-        .open_storage(&config.storage)
-        .await
-        .expect("open the resources in a fresh SQLite file");
+    let resources =
+        sockyard::resource::ResourcesBuilder::from_declarations(&config.resources, &config.storage)
+            .remote(
+                "creature",
+                "shout",
+                |_ctx, payload: serde_json::Value| async move {
+                    match payload.get("text").and_then(serde_json::Value::as_str) {
+                        Some(text) => Ok(serde_json::json!({
+                            "resource": "creature",
+                            "text": text.to_uppercase(),
+                        })),
+                        None => Err(sockyard::ApiError::new("ShoutError", "nothing to shout")
+                            .with("got", payload)),
+                    }
+                },
+            )
+            .open_storage(&config.storage)
+            .await
+            .expect("open the resources in a fresh SQLite file");
     let routes = support::test_router()
         .nest("", resources.router())
         .build()

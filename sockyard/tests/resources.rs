@@ -172,9 +172,12 @@ async fn serve(
     configure: impl FnOnce(ResourcesBuilder) -> ResourcesBuilder,
 ) -> Result<App, sockyard::Error> {
     let config = config(db, resources_toml);
-    let resources: Resources = configure(ResourcesBuilder::from_config(&config))
-        .open_storage(&config.storage)
-        .await?;
+    let resources: Resources = configure(ResourcesBuilder::from_declarations(
+        &config.resources,
+        &config.storage,
+    ))
+    .open_storage(&config.storage)
+    .await?;
     let router = Router::new()
         .nest("", sockyard::demo::router())
         .nest("", resources.router());

@@ -1,19 +1,19 @@
-//! Resource declarations — fields with types and constraints, parent, access rules — and the
-//! validation of records against them (pure: no IO).
-//!
-//! Validation errors follow resourceful/revalidator: each is `{attribute, property, expected,
-//! actual, message}`, and they travel in an error named `ValidationError`.
+//! Resource declarations — fields with types and constraints, parent, access rules — their
+//! checks, and (in `validation`) the validation of records against them (pure: no IO).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
+mod validation;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::auth::access::Rule;
 use crate::auth::Claims;
 use crate::error::ApiError;
+
+pub use validation::FieldError;
 
 /// Names every record has, which declared fields may not use.
 pub const RESERVED: [&str; 6] = ["id", "version", "ctime", "mtime", "owner", "extra"];
@@ -261,22 +261,6 @@ pub fn is_identifier(name: &str) -> bool {
         && name.len() <= 48
 }
 
-/// One validation failure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldError {
-    /// Which constraint failed: `required`, `type`, `minimum`, `maximum`, `minLength`,
-    /// `maxLength`, `pattern`, `format`, `enum` or `additionalProperties`.
-    pub attribute: &'static str,
-    /// The field.
-    pub property: String,
-    /// What the constraint wants.
-    pub expected: Value,
-    /// What was given.
-    pub actual: Value,
-    /// A sentence about it.
-    pub message: String,
-}
-
 impl ResourceDef {
     /// A resource with the given fields and the defaults (public, timestamps, versions).
     pub fn new(name: &str, fields: impl IntoIterator<Item = (&'static str, FieldDef)>) -> Self {
@@ -364,275 +348,6 @@ impl ResourceDef {
         Ok(())
     }
 
-    /// Validates the data of a create or an update: every field, defaults applied, required
-    /// fields present. Returns the record's declared fields and, if allowed, the extra ones.
-    pub fn validate_full(&self, data: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-        let mut errors = Vec::new();
-        let mut record = Map::new();
-        for (name, field) in &self.fields {
-            let value = match data.get(name) {
-                Some(Value::Null) | None => field.default.clone(),
-                Some(value) => Some(value.clone()),
-            };
-            match value {
-                None if field.required => errors.push(FieldError {
-                    attribute: "required",
-                    property: name.clone(),
-                    expected: Value::Bool(true),
-                    actual: data.get(name).cloned().unwrap_or(Value::Null),
-                    message: "is required".to_owned(),
-                }),
-                None => {}
-                Some(value) => match self.check_value(name, field, &value) {
-                    Ok(value) => {
-                        record.insert(name.clone(), value);
-                    }
-                    Err(mut errs) => errors.append(&mut errs),
-                },
-            }
-        }
-        self.check_extra(data, &mut record, &mut errors);
-        self.finish(record, errors)
-    }
-
-    /// Validates the data of a patch: only the fields given; `null` clears a field that is not
-    /// required.
-    pub fn validate_partial(
-        &self,
-        data: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ApiError> {
-        let mut errors = Vec::new();
-        let mut record = Map::new();
-        for (name, value) in data {
-            let Some(field) = self.fields.get(name) else {
-                continue;
-            };
-            if value.is_null() {
-                if field.required {
-                    errors.push(FieldError {
-                        attribute: "required",
-                        property: name.clone(),
-                        expected: Value::Bool(true),
-                        actual: Value::Null,
-                        message: "is required".to_owned(),
-                    });
-                } else {
-                    record.insert(name.clone(), Value::Null);
-                }
-                continue;
-            }
-            match self.check_value(name, field, value) {
-                Ok(value) => {
-                    record.insert(name.clone(), value);
-                }
-                Err(mut errs) => errors.append(&mut errs),
-            }
-        }
-        self.check_extra(data, &mut record, &mut errors);
-        self.finish(record, errors)
-    }
-
-    fn finish(
-        &self,
-        record: Map<String, Value>,
-        errors: Vec<FieldError>,
-    ) -> Result<Map<String, Value>, ApiError> {
-        if errors.is_empty() {
-            return Ok(record);
-        }
-        let summary: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{} {}", e.property, e.message))
-            .collect();
-        Err(ApiError::new(
-            "ValidationError",
-            format!(
-                "Validation failed for {}: {}",
-                self.name,
-                summary.join(", ")
-            ),
-        )
-        .with("errors", &errors))
-    }
-
-    /// Fields that are neither declared nor system fields: kept when allowed, else errors.
-    fn check_extra(
-        &self,
-        data: &Map<String, Value>,
-        record: &mut Map<String, Value>,
-        errors: &mut Vec<FieldError>,
-    ) {
-        let parent_column = self.parent_column();
-        for (name, value) in data {
-            let known = self.fields.contains_key(name)
-                || RESERVED.contains(&name.as_str())
-                || Some(name) == parent_column.as_ref();
-            if known {
-                continue;
-            }
-            if self.extra_fields && !name.starts_with('$') {
-                record.insert(name.clone(), value.clone());
-            } else {
-                errors.push(FieldError {
-                    attribute: "additionalProperties",
-                    property: name.clone(),
-                    expected: Value::Bool(false),
-                    actual: value.clone(),
-                    message: "is not a field of this resource".to_owned(),
-                });
-            }
-        }
-    }
-
-    /// Checks (and normalises) one value against its field.
-    pub fn check_value(
-        &self,
-        name: &str,
-        field: &FieldDef,
-        value: &Value,
-    ) -> Result<Value, Vec<FieldError>> {
-        let error = |attribute: &'static str, expected: Value, message: String| FieldError {
-            attribute,
-            property: name.to_owned(),
-            expected,
-            actual: value.clone(),
-            message,
-        };
-        let type_error = || {
-            vec![error(
-                "type",
-                json!(field.ty.name()),
-                format!("must be of {} type", field.ty.name()),
-            )]
-        };
-        let value = match field.ty {
-            FieldType::String | FieldType::Enum => match value {
-                Value::String(_) => value.clone(),
-                _ => return Err(type_error()),
-            },
-            FieldType::Integer => match value.as_i64() {
-                Some(i) => Value::from(i),
-                None => match value.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
-                    _ => return Err(type_error()),
-                },
-            },
-            FieldType::Number => match value.as_f64() {
-                Some(_) => value.clone(),
-                None => return Err(type_error()),
-            },
-            FieldType::Boolean => match value {
-                Value::Bool(_) => value.clone(),
-                _ => return Err(type_error()),
-            },
-            FieldType::Timestamp => match value {
-                Value::Number(n) if n.as_i64().is_some() => value.clone(),
-                Value::String(text) => match humantime::parse_rfc3339_weak(text) {
-                    Ok(time) => {
-                        let millis = time
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as i64);
-                        Value::from(millis)
-                    }
-                    Err(_) => return Err(type_error()),
-                },
-                _ => return Err(type_error()),
-            },
-            FieldType::Array => match value {
-                Value::Array(_) => value.clone(),
-                _ => return Err(type_error()),
-            },
-            FieldType::Object => match value {
-                Value::Object(_) => value.clone(),
-                _ => return Err(type_error()),
-            },
-        };
-        let mut errors = Vec::new();
-        if let Some(number) = value.as_f64() {
-            if let Some(min) = field.min {
-                if number < min {
-                    errors.push(error(
-                        "minimum",
-                        json!(min),
-                        format!("must be greater than or equal to {min}"),
-                    ));
-                }
-            }
-            if let Some(max) = field.max {
-                if number > max {
-                    errors.push(error(
-                        "maximum",
-                        json!(max),
-                        format!("must be less than or equal to {max}"),
-                    ));
-                }
-            }
-        }
-        let length = match &value {
-            Value::String(text) => Some(text.chars().count()),
-            Value::Array(items) => Some(items.len()),
-            _ => None,
-        };
-        if let Some(length) = length {
-            if let Some(min) = field.min_length {
-                if length < min {
-                    errors.push(error(
-                        "minLength",
-                        json!(min),
-                        format!("is too short (minimum is {min})"),
-                    ));
-                }
-            }
-            if let Some(max) = field.max_length {
-                if length > max {
-                    errors.push(error(
-                        "maxLength",
-                        json!(max),
-                        format!("is too long (maximum is {max})"),
-                    ));
-                }
-            }
-        }
-        if let Value::String(text) = &value {
-            if let Some(pattern) = &field.pattern {
-                if !pattern_matches(pattern, text) {
-                    errors.push(error(
-                        "pattern",
-                        json!(pattern),
-                        format!("does not match pattern {pattern}"),
-                    ));
-                }
-            }
-            if let Some(format) = field.format {
-                if !format_ok(format, text) {
-                    errors.push(error(
-                        "format",
-                        json!(format),
-                        format!(
-                            "is not a valid {}",
-                            serde_json::to_value(format)
-                                .unwrap_or_default()
-                                .as_str()
-                                .unwrap_or("")
-                        ),
-                    ));
-                }
-            }
-            if field.ty == FieldType::Enum && !field.values.contains(text) {
-                errors.push(error(
-                    "enum",
-                    json!(field.values),
-                    "must be present in given enumerator".to_owned(),
-                ));
-            }
-        }
-        if errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(errors)
-        }
-    }
-
     /// Whether the caller may read records (for `owner`: only their own; checked per record).
     pub fn check_read(&self, claims: Option<&Claims>) -> Result<(), ApiError> {
         check_access(&self.read, claims, &format!("read {}", self.name))
@@ -658,23 +373,6 @@ fn check_access(access: &Access, claims: Option<&Claims>, action: &str) -> Resul
     }
 }
 
-/// Whether `text` matches `pattern`, compiling each pattern once per process (declarations
-/// are checked to compile at start-up; one that does not never matches).
-fn pattern_matches(pattern: &str, text: &str) -> bool {
-    static COMPILED: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
-    let compiled = {
-        let mut cache = COMPILED
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .entry(pattern.to_owned())
-            .or_insert_with(|| regex::Regex::new(pattern).ok())
-            .clone()
-    };
-    compiled.is_some_and(|re| re.is_match(text))
-}
-
 /// The names of the built-in operations (which remote methods may not take).
 pub fn is_operation(name: &str) -> bool {
     matches!(
@@ -683,38 +381,12 @@ pub fn is_operation(name: &str) -> bool {
     )
 }
 
-fn format_ok(format: Format, text: &str) -> bool {
-    match format {
-        Format::Email => {
-            let mut parts = text.split('@');
-            matches!((parts.next(), parts.next(), parts.next()), (Some(local), Some(domain), None)
-                if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.contains(char::is_whitespace))
-        }
-        Format::Url => text.split_once("://").is_some_and(|(scheme, rest)| {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
-                && !rest.is_empty()
-                && !text.contains(char::is_whitespace)
-        }),
-        Format::DateTime => humantime::parse_rfc3339_weak(text).is_ok(),
-        Format::Uuid => {
-            let groups: Vec<&str> = text.split('-').collect();
-            groups.len() == 5
-                && groups
-                    .iter()
-                    .zip([8, 4, 4, 4, 12])
-                    .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn creature() -> ResourceDef {
+    /// `creature {name (required), age ≥ 0, kind (dragon|unicorn, default dragon), email}`.
+    pub(super) fn creature() -> ResourceDef {
         let mut def = ResourceDef::new(
             "creature",
             [
@@ -730,117 +402,6 @@ mod tests {
         email.format = Some(Format::Email);
         def.fields.insert("email".into(), email);
         def
-    }
-
-    fn map(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn full_validation_applies_defaults_and_reports_each_problem() {
-        let def = creature();
-        assert_eq!(
-            def.validate_full(&map(json!({"name": "Smaug", "age": 171})))
-                .unwrap(),
-            map(json!({"age": 171, "kind": "dragon", "name": "Smaug"}))
-        );
-        let err = def
-            .validate_full(&map(
-                json!({"age": -1, "kind": "cat", "email": "nope", "colour": "red"}),
-            ))
-            .unwrap_err();
-        assert_eq!(err.name, "ValidationError");
-        let errors = err.extra["errors"].as_array().unwrap();
-        let attributes: Vec<&str> = errors
-            .iter()
-            .map(|e| e["attribute"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            attributes,
-            [
-                "minimum",
-                "format",
-                "enum",
-                "required",
-                "additionalProperties"
-            ]
-        );
-        assert_eq!(
-            errors[0],
-            json!({"attribute": "minimum", "property": "age", "expected": 0.0, "actual": -1, "message": "must be greater than or equal to 0"})
-        );
-        assert!(
-            err.message.starts_with("Validation failed for creature: "),
-            "{}",
-            err.message
-        );
-    }
-
-    #[test]
-    fn types_are_checked_strictly() {
-        let def = creature();
-        for (data, property) in [
-            (json!({"name": 5}), "name"),
-            (json!({"name": "x", "age": "5"}), "age"),
-            (json!({"name": "x", "age": 1.5}), "age"),
-            (json!({"name": "x", "age": {"$gt": 1}}), "age"),
-        ] {
-            let err = def.validate_full(&map(data)).unwrap_err();
-            assert_eq!(err.extra["errors"][0]["attribute"], "type");
-            assert_eq!(err.extra["errors"][0]["property"], property);
-        }
-        // 3.0 is an integer.
-        assert_eq!(
-            def.validate_full(&map(json!({"name": "x", "age": 3.0})))
-                .unwrap()["age"],
-            3
-        );
-    }
-
-    #[test]
-    fn partial_validation_checks_only_what_is_given() {
-        let def = creature();
-        assert_eq!(
-            def.validate_partial(&map(json!({"age": 5}))).unwrap(),
-            map(json!({"age": 5}))
-        );
-        assert_eq!(
-            def.validate_partial(&map(json!({"email": null}))).unwrap(),
-            map(json!({"email": null}))
-        );
-        let err = def
-            .validate_partial(&map(json!({"name": null})))
-            .unwrap_err();
-        assert_eq!(err.extra["errors"][0]["attribute"], "required");
-    }
-
-    #[test]
-    fn timestamps_formats_and_lengths() {
-        let mut def = ResourceDef::new("event", []);
-        def.fields
-            .insert("at".into(), FieldDef::new(FieldType::Timestamp));
-        let mut id = FieldDef::new(FieldType::String);
-        id.format = Some(Format::Uuid);
-        def.fields.insert("ref".into(), id);
-        let mut tags = FieldDef::new(FieldType::Array);
-        tags.max_length = Some(2);
-        def.fields.insert("tags".into(), tags);
-        let record = def
-            .validate_full(&map(json!({"at": "2026-01-02T03:04:05Z", "ref": "123e4567-e89b-12d3-a456-426614174000", "tags": [1]})))
-            .unwrap();
-        assert_eq!(record["at"], 1_767_323_045_000i64);
-        let err = def
-            .validate_full(&map(
-                json!({"at": "yesterday", "ref": "x", "tags": [1, 2, 3]}),
-            ))
-            .unwrap_err();
-        let attributes: Vec<&str> = err.extra["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["attribute"].as_str().unwrap())
-            .collect();
-        assert_eq!(attributes, ["type", "format", "maxLength"]);
     }
 
     #[test]

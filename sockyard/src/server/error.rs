@@ -20,8 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Endpoint(#[from] crate::service::EndpointError),
     /// Resources could not be declared, stored or migrated.
-    #[error("{0}")]
-    Resource(String),
+    #[error(transparent)]
+    Resource(#[from] crate::resource::ResourceError),
     /// A `[[room]]` cannot run.
     #[error("room {path}: {problem}")]
     Room {
