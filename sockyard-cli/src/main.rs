@@ -311,7 +311,6 @@ async fn serve(
             .open_storage(&config.storage)
             .await?;
         tracing::info!(storage = %config.storage.url, count = config.resources.len(), "resources ready");
-        router = router.nest("", resources.router());
         builder = builder.resources(resources);
     }
     let server = builder.routes(router.build()?).build()?;

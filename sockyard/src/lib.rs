@@ -73,8 +73,7 @@ mod service;
 pub mod tls;
 pub mod ws;
 
-pub use client::ctproto::CtClient;
-pub use client::Client;
+pub use client::{Client, CtClient};
 pub use config::Config;
 pub use error::ApiError;
 pub use exchange::Broker;

@@ -467,3 +467,90 @@ async fn messages_sent_just_before_a_close_frame_are_still_processed() {
     );
     assert_eq!(expect_close(&mut publisher).await.0, 1005);
 }
+
+/// Publishers that burst large publications (seven transmitted, then one invoked and awaited,
+/// per size) while other publishers do the same: every subscriber gets every publication once,
+/// whole, and in each publisher's order — however far the bytes queued for a subscriber run
+/// past its write buffer.
+#[tokio::test]
+async fn bursts_of_large_publications_all_arrive_once_and_in_order() {
+    const SIZES: [usize; 4] = [1 << 10, 64 << 10, 256 << 10, 1000 << 10];
+    const PER_SIZE: usize = 8;
+    const PUBLISHERS: usize = 3;
+    let server = start().await;
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        let (client, events) = Client::connect(&server.url(), ClientOptions::default())
+            .await
+            .unwrap();
+        client.subscribe("big").await.unwrap();
+        subscribers.push((client, events));
+    }
+    let mut publishers = Vec::new();
+    for who in 0..PUBLISHERS {
+        let (client, _events) = Client::connect(&server.url(), ClientOptions::default())
+            .await
+            .unwrap();
+        publishers.push(tokio::spawn(async move {
+            for size in SIZES {
+                let pad = "x".repeat(size);
+                for k in 0..PER_SIZE {
+                    let data = json!({"who": who, "size": size, "k": k, "pad": pad});
+                    if k + 1 < PER_SIZE {
+                        client.transmit_publish("big", data).unwrap();
+                    } else {
+                        client.publish("big", data).await.unwrap();
+                    }
+                }
+            }
+            client
+        }));
+    }
+    let mut keep = Vec::new();
+    for publisher in publishers {
+        keep.push(publisher.await.unwrap());
+    }
+    let total = PUBLISHERS * SIZES.len() * PER_SIZE;
+    // A stalled delivery waits for the next ping interval (8 s) to be written: each
+    // publication must come well before that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (_, events) in &mut subscribers {
+        let mut next = [(0usize, 0usize); PUBLISHERS];
+        let mut received = 0;
+        while received < total {
+            let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
+            let event = tokio::time::timeout_at(wait, events.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {received} of {total} publications arrived"))
+                .unwrap();
+            let ClientEvent::Publication {
+                data: Some(data), ..
+            } = event
+            else {
+                continue;
+            };
+            let who = data["who"].as_u64().unwrap() as usize;
+            let (size_index, k) = next[who];
+            assert_eq!(
+                data["size"],
+                json!(SIZES[size_index]),
+                "publisher {who}'s order"
+            );
+            assert_eq!(data["k"], json!(k), "publisher {who}'s order");
+            assert_eq!(data["pad"].as_str().unwrap().len(), SIZES[size_index]);
+            next[who] = if k + 1 == PER_SIZE {
+                (size_index + 1, 0)
+            } else {
+                (size_index, k + 1)
+            };
+            received += 1;
+        }
+        assert!(next.iter().all(|&(size, _)| size == SIZES.len()));
+    }
+    let metrics = server.handle.metrics().render();
+    assert!(
+        metrics.contains(&format!("sockyard_deliveries_total {}", total * 3)),
+        "each publication delivered once to each subscriber: {metrics}"
+    );
+    drop(keep);
+}

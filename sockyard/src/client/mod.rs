@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use crate::error::ApiError;
 
+pub use ctproto::CtClient;
 pub use driver::CLOSE_PING_TIMEOUT;
 pub use events::{ClientEvent, Events, IncomingCall};
 pub use handle::Client;

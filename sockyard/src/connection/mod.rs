@@ -17,6 +17,8 @@
 mod budget;
 mod calls;
 mod limits;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -196,11 +198,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if self.peer_close.is_some() {
                 self.finish_peer_close();
             }
-            if self.phase == Phase::Open && self.out.len() < self.shared.limits.write_buffer_bytes {
-                let drained = self
-                    .handle
-                    .drain_into(&mut self.out, self.shared.limits.write_buffer_bytes);
-                self.frames_out += drained.frames as u64;
+            // Whether pushes may still be queued behind what goes out now. A push wakes the
+            // task only when the queue was empty, so once this write is done the loop must
+            // come back for them rather than wait.
+            let mut queued_behind = false;
+            if self.phase == Phase::Open {
+                let high_water = self.shared.limits.write_buffer_bytes;
+                queued_behind = if self.out.len() >= high_water {
+                    true
+                } else {
+                    let drained = self.handle.drain_into(&mut self.out, high_water);
+                    self.frames_out += drained.frames as u64;
+                    drained.more
+                };
             }
             if self.may_read() {
                 match self.poll_read(cx) {
@@ -224,6 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         let _ = Pin::new(&mut self.io).poll_shutdown(cx);
                         return Poll::Ready(());
                     }
+                    progress |= queued_behind;
                 }
                 Poll::Pending => {}
             }

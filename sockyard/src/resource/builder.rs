@@ -13,8 +13,8 @@ use super::operations::{Operation, Resources};
 use super::schema::{self, DefinitionError, ResourceDef};
 use super::settings::StorageConfig;
 use super::store::{SqlStore, Store, StoreError};
-use crate::router::Context;
 use crate::error::ApiError;
+use crate::router::Context;
 
 /// What a before hook sees and may change.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use super::operations::{store_error, Operation, Resources};
 use super::schema::{Access, ResourceDef};
 use super::store::{Record, Scope};
 use crate::auth::Claims;
-use crate::router::Context;
 use crate::error::ApiError;
+use crate::router::Context;
 
 impl Operation {
     /// The change event a successful write announces (reads announce nothing).

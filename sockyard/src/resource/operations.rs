@@ -11,8 +11,8 @@ use super::query;
 use super::schema::{self, Access, ResourceDef};
 use super::store::{Record, Scope, Store, StoreError};
 use crate::auth::Claims;
-use crate::router::Context;
 use crate::error::ApiError;
+use crate::router::Context;
 
 /// The operations every resource has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

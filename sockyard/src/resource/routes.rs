@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::operations::{id_of, object, Operation, Resources};
 use super::schema::ResourceDef;
-use crate::router::Context;
 use crate::error::ApiError;
+use crate::router::Context;
 use crate::router::{Method, Router};
 
 impl Resources {
