@@ -91,7 +91,7 @@ fn routes() -> RouteTable {
         .procedure_raw("echo", |_ctx, data| async move { Ok(data) })
         .procedure("sleep", |_ctx, ms: u64| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok::<_, crate::ApiError>(ms)
+            Ok::<_, crate::error::ApiError>(ms)
         })
         .build()
         .unwrap()
@@ -226,7 +226,7 @@ async fn a_full_outbound_queue_closes_4400() {
     peer.handshake().await;
     // Pushed faster than the connection's task can run: the fifth finds the queue full.
     let results: Vec<_> = (0..5).map(|i| handle.transmit("tick", i)).collect();
-    assert_eq!(results[4], Err(crate::SendError::Overflow));
+    assert_eq!(results[4], Err(crate::peer::SendError::Overflow));
     assert_eq!(
         peer.next_close().await,
         (4400, "Outbound queue overflow".to_owned())
