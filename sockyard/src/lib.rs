@@ -80,7 +80,7 @@ pub use exchange::Broker;
 pub use futures_util::future::BoxFuture;
 pub use peer::{ConnectionHandle, InvokeError, SendError};
 pub use resource::{Resources, ResourcesBuilder};
-pub use room::server::RoomServer;
+pub use room::RoomServer;
 pub use router::{Context, Method, Params, RouteTable, Router};
 pub use server::{Error, Result, Server, ServerBuilder, ServerHandle};
 pub use service::stages;

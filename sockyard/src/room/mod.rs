@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 pub use live::{CLOSE_GOING_AWAY, CLOSE_TOO_SLOW};
 pub use metrics::RoomMetrics;
 pub use options::{Frame, OptionsError, Restart, RoomOptions};
+pub use server::{RoomServer, RoomServerSettings};
 
 use cache::HistoryCache;
 use live::{JoinError, Room, Seat};
