@@ -3,82 +3,56 @@
 //! Sockyard process serving its default endpoints, every figure shown with its ratio to JSON.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use sockyard::codec::protobuf::Schema;
 use sockyard::codec::Codec;
-use sockyard::config::{Config, Dialect, LogFormat};
-use tokio::process::Command;
+use sockyard::config::{Config, Dialect};
 
-use crate::fanout_run::settle;
+use crate::args::{BenchArgs, Cpus, EchoArgs, Pinning};
+use crate::bench_config::{self, TempConfig};
+use crate::cpu::DISTURBED;
 use crate::frames::ScFrames;
-use crate::load::{self, LoadReport, LoadSpec, Mode};
-use crate::run::{self, pad, Server, Spread, TempConfig};
+use crate::load::{self, LoadReport, LoadSpec, Mode, ECHO_WORKLOADS};
+use crate::pinning;
+use crate::servers::{print_notes, Server};
+use crate::table::{Spread, Stopwatch, Table};
 
 /// Settings of one `codecs` run.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    mut_arg("duration", |arg| arg.default_value("4")),
+    mut_arg("reps", |arg| arg.help(
+        "Repetitions of each echo test (codecs interleaved, rotating who goes first); the \
+         table shows medians"
+    )),
+    mut_arg("payload_bytes", |arg| arg.help("Length of the echoed string")),
+    mut_arg("server_cpu", |arg| arg.help("CPU for the server")),
+)]
 pub(crate) struct CodecsArgs {
-    /// The sockyard binary; default: `sockyard` next to this executable.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sockyard: Option<std::path::PathBuf>,
-    /// Seconds measured per echo test.
-    #[arg(long, default_value_t = 4.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before each measured window.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Repetitions of each echo test (codecs interleaved, rotating who goes first); the table
-    /// shows medians.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) reps: usize,
-    /// Length of the echoed string.
-    #[arg(long, default_value_t = 64)]
-    pub(crate) payload_bytes: usize,
-    /// CPU for the load generator (this process).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) client_cpu: usize,
-    /// CPU for the server.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) server_cpu: usize,
-    /// Do not pin anything with taskset.
-    #[arg(long)]
-    pub(crate) no_pin: bool,
-    /// Seconds a connection may wait for replies before the run fails as stalled.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) stall_timeout: f64,
+    /// The binary, the measured windows, the repetitions.
+    #[command(flatten)]
+    pub(crate) bench: BenchArgs,
+    /// The echoed string.
+    #[command(flatten)]
+    pub(crate) echo: EchoArgs,
+    /// Where the load generator and the server run.
+    #[command(flatten)]
+    pub(crate) pinning: Pinning,
     /// Times a test is measured again when other processes took over 5 % of the load
     /// generator's or the server's CPU during it.
     #[arg(long, default_value_t = 1)]
     pub(crate) retries: usize,
 }
 
-/// The echo workloads: (connections, messages in flight per connection).
-const WORKLOADS: [(usize, usize); 2] = [(1, 1), (50, 10)];
-
 /// The codecs compared, JSON first (the others are shown as ratios to it).
 const CODECS: [Codec; 3] = [Codec::Json, Codec::Msgpack, Codec::Protobuf];
 
-/// Share of a pinned CPU that other processes may take before a test counts as disturbed.
-const DISTURBED: f64 = 0.05;
-
-/// Pins this process to the client CPU, builds the single-threaded runtime the load
-/// generator runs on, and runs the comparison.
+/// Pins this process to the client CPU and runs the comparison on the load generator's
+/// single-threaded runtime.
 pub(crate) fn main(args: &CodecsArgs) -> anyhow::Result<()> {
-    let taskset = run::pin_self(!args.no_pin, args.client_cpu)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building the runtime")?;
-    runtime.block_on(async {
-        tokio::select! {
-            outcome = codecs(args, taskset) => outcome,
-            () = run::interrupted() => bail!("interrupted; server stopped"),
-        }
-    })
+    crate::runtime::run_pinned(&args.pinning, "server", |pinned| codecs(args, pinned))
 }
 
 /// One codec's endpoint, as the config under test defines it.
@@ -97,19 +71,25 @@ struct Target {
     reply_bytes: usize,
 }
 
-async fn codecs(args: &CodecsArgs, taskset: bool) -> anyhow::Result<()> {
-    ensure!(args.reps > 0, "--reps must be at least 1");
-    let bin = run::sockyard_binary(args.sockyard.as_deref())?;
-    let server_cpu = taskset.then_some(args.server_cpu);
-    let pinned = taskset.then_some((args.client_cpu, args.server_cpu));
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let started = Instant::now();
+/// Every repetition's reports, `echo[workload][codec]`, and how many measurements were
+/// thrown away as disturbed, `retried[workload][codec]`.
+#[derive(Debug)]
+struct Results {
+    echo: Vec<Vec<Vec<LoadReport>>>,
+    retried: Vec<Vec<usize>>,
+}
 
-    let defaults = default_config(&bin).await?;
-    let text = bench_config(&defaults)?;
+async fn codecs(args: &CodecsArgs, pinned: Option<Cpus>) -> anyhow::Result<()> {
+    args.bench.check_reps()?;
+    let bin = args.bench.sockyard_binary()?;
+    let server_cpu = pinned.map(|cpus| cpus.server);
+    let stopwatch = Stopwatch::start();
+
+    let defaults = bench_config::default_config(&bin).await?;
+    let text = bench_config::edit_defaults(&defaults)?;
     let config = Config::from_toml_str(&text, "the benchmark config")
         .context("the benchmark's edit of `sockyard config` does not load")?;
-    check_edits(&config)?;
+    bench_config::check_edits(&config)?;
     let mut targets = CODECS
         .iter()
         .map(|&codec| target(&config, codec))
@@ -118,17 +98,15 @@ async fn codecs(args: &CodecsArgs, taskset: bool) -> anyhow::Result<()> {
 
     let mut server = Server::start_sockyard(&bin, config_file.path(), server_cpu).await?;
     eprintln!(
-        "sockyard pid {} on {}{}, endpoints {}",
-        server.pid,
-        server.addr,
-        server_cpu.map_or(String::new(), |cpu| format!(" (CPU {cpu})")),
+        "{}, endpoints {}",
+        server.describe(server_cpu),
         targets
             .iter()
             .map(|t| format!("{} {}", t.name, t.path))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let payload = load::test_payload(args.payload_bytes);
+    let payload = load::test_payload(args.echo.payload_bytes);
     for target in &mut targets {
         let encoding = target.mode.encoding(target.schema.as_ref())?;
         let frames = ScFrames::new(encoding.context("a SocketCluster mode")?, "echo", &payload)?;
@@ -142,15 +120,15 @@ async fn codecs(args: &CodecsArgs, taskset: bool) -> anyhow::Result<()> {
         );
     }
 
-    // echo[workload][codec] holds one report per repetition; retried[workload][codec] counts
-    // measurements thrown away as disturbed.
-    let mut echo: Vec<Vec<Vec<LoadReport>>> = WORKLOADS
-        .iter()
-        .map(|_| targets.iter().map(|_| Vec::new()).collect())
-        .collect();
-    let mut retried = vec![vec![0usize; targets.len()]; WORKLOADS.len()];
-    for rep in 0..args.reps {
-        for (w, &(connections, window)) in WORKLOADS.iter().enumerate() {
+    let mut results = Results {
+        echo: ECHO_WORKLOADS
+            .iter()
+            .map(|_| targets.iter().map(|_| Vec::new()).collect())
+            .collect(),
+        retried: vec![vec![0usize; targets.len()]; ECHO_WORKLOADS.len()],
+    };
+    for rep in 0..args.bench.reps {
+        for (w, &(connections, window)) in ECHO_WORKLOADS.iter().enumerate() {
             // Rotate who goes first, so that over three repetitions each codec takes each
             // place once and drift evens out.
             for k in 0..targets.len() {
@@ -163,201 +141,35 @@ async fn codecs(args: &CodecsArgs, taskset: bool) -> anyhow::Result<()> {
                     schema: target.schema.clone(),
                     connections,
                     window,
-                    payload_bytes: args.payload_bytes,
-                    warmup: Duration::from_secs_f64(args.warmup),
-                    duration: Duration::from_secs_f64(args.duration),
+                    echo: args.echo,
+                    timing: args.bench.timing,
                     server_pid: Some(server.pid),
                     pinned,
-                    stall_timeout: Duration::from_secs_f64(args.stall_timeout),
                 };
                 let label = format!(
                     "rep {} {:>8} {connections:>2}×{window:<2}",
                     rep + 1,
                     target.name
                 );
-                let mut attempt = 0;
-                let report = loop {
-                    let report = load::run(&spec).await.with_context(|| {
-                        format!(
-                            "{} ({}) echo {connections}×{window}",
-                            target.name, target.path
-                        )
-                    });
-                    server.check_alive()?;
-                    let report = report?;
-                    // Let the server tear the connections down before the next test.
-                    settle(server.pid).await;
-                    match report.foreign_load() {
-                        Some((on_client, on_server))
-                            if on_client.max(on_server) > DISTURBED && attempt < args.retries =>
-                        {
-                            attempt += 1;
-                            eprintln!(
-                                "{label}: other processes took {:.0} % of the load generator's \
-                                 CPU and {:.0} % of the server's; measuring again",
-                                on_client * 100.0,
-                                on_server * 100.0
-                            );
-                        }
-                        _ => break report,
-                    }
-                };
-                retried[w][which] += attempt;
-                eprintln!(
-                    "{label}: {:>9.0} msgs/s, p50 {} µs, p99 {} µs, server {:.2} µs/msg \
-                     ({:.0}% busy), client {:.0}% busy{}",
-                    report.rate(),
-                    report.latency_us.value_at_quantile(0.5),
-                    report.latency_us.value_at_quantile(0.99),
-                    report.server_us_per_message().unwrap_or(f64::NAN),
-                    report.server_busy().unwrap_or(f64::NAN) * 100.0,
-                    report.client_busy() * 100.0,
-                    report
-                        .foreign_load()
-                        .map_or(String::new(), |(on_client, on_server)| format!(
-                            ", others {:.0}%/{:.0}% of the client/server CPU",
-                            on_client * 100.0,
-                            on_server * 100.0
-                        )),
-                );
-                echo[w][which].push(report);
+                let (report, attempts) = server
+                    .measure(args.retries, &label, || load::run(&spec), |r| &r.cpu)
+                    .await?;
+                let report = report.with_context(|| {
+                    format!(
+                        "{} ({}) echo {connections}×{window}",
+                        target.name, target.path
+                    )
+                })?;
+                results.retried[w][which] += attempts;
+                eprintln!("{label}: {}", report.progress());
+                results.echo[w][which].push(report);
             }
         }
     }
     let notes = server.stop().await;
-    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
-    let header = Header {
-        args,
-        taskset,
-        load_before: load_before.trim().to_owned(),
-        load_after: load_after.trim().to_owned(),
-        wall: started.elapsed(),
-    };
-    print!("{}", render(&header, &targets, &echo, &retried));
-    if !notes.is_empty() {
-        println!(
-            "\nsockyard logged {} warning/error line(s), first ones:",
-            notes.len()
-        );
-        for line in notes.iter().take(10) {
-            println!("  {line}");
-        }
-    }
-    Ok(())
-}
-
-/// The output of `sockyard config`: the binary's own default configuration, every key.
-async fn default_config(bin: &Path) -> anyhow::Result<String> {
-    let output = Command::new(bin)
-        .arg("config")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(15), output)
-        .await
-        .context("`sockyard config` took longer than 15 s")?
-        .with_context(|| format!("running {} config", bin.display()))?;
-    ensure!(
-        output.status.success(),
-        "`sockyard config` failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).context("`sockyard config` printed something not UTF-8")
-}
-
-/// Most connections the tests open at once (50), with room to spare.
-const PER_IP: usize = 6000;
-
-/// Keys the benchmark changes in the default config, by table: what `run` changes (address
-/// and JSON log for finding it, the message budget and connection limits out of the way) and,
-/// in every endpoint, pings every 10 minutes.
-fn edits() -> [(&'static str, &'static str, String); 10] {
-    [
-        ("server", "listen", "\"127.0.0.1:0\"".to_owned()),
-        ("server", "log_level", "\"info\"".to_owned()),
-        ("server", "log_format", "\"json\"".to_owned()),
-        ("server", "shutdown_timeout_ms", "1000".to_owned()),
-        ("limits", "max_messages_per_second", "100000000".to_owned()),
-        ("limits", "max_connections", (PER_IP * 2).to_string()),
-        ("limits", "max_connections_per_ip", PER_IP.to_string()),
-        ("limits", "handshake_timeout_ms", "60000".to_owned()),
-        ("endpoint", "ping_interval_ms", "600000".to_owned()),
-        ("endpoint", "ping_timeout_ms", "1200000".to_owned()),
-    ]
-}
-
-/// The default config with [`edits`] applied, every other key as printed (so the endpoints
-/// are exactly the default ones). Fails if a key to change is missing.
-fn bench_config(defaults: &str) -> anyhow::Result<String> {
-    let edits = edits();
-    let mut applied = vec![0usize; edits.len()];
-    let mut section = String::new();
-    let mut in_string = false;
-    let mut out = String::from("# Written by sockyard-bench codecs: `sockyard config` with the limits lifted and\n# pings rare; deleted when the run ends.\n");
-    for line in defaults.lines() {
-        let trimmed = line.trim();
-        let was_in_string = in_string;
-        if trimmed.matches("\"\"\"").count() % 2 == 1 {
-            in_string = !in_string;
-        }
-        if was_in_string || trimmed.starts_with('#') {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        if trimmed.starts_with('[') {
-            section = trimmed.trim_matches(|c| c == '[' || c == ']').to_owned();
-        }
-        let key = trimmed.split('=').next().unwrap_or_default().trim();
-        match edits
-            .iter()
-            .position(|(table, name, _)| *table == section && *name == key)
-        {
-            Some(i) if trimmed.contains('=') => {
-                applied[i] += 1;
-                let _ = writeln!(out, "{key} = {}", edits[i].2);
-            }
-            _ => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    let missing: Vec<String> = edits
-        .iter()
-        .zip(&applied)
-        .filter(|(_, &count)| count == 0)
-        .map(|((table, key, _), _)| format!("{table}.{key}"))
-        .collect();
-    ensure!(
-        missing.is_empty(),
-        "`sockyard config` does not print {}",
-        missing.join(", ")
-    );
-    Ok(out)
-}
-
-/// Checks that the edits took effect in the loaded config.
-fn check_edits(config: &Config) -> anyhow::Result<()> {
-    ensure!(
-        config.server.listen.port() == 0 && config.server.log_format == LogFormat::Json,
-        "the benchmark config does not listen on port 0 with JSON logs"
-    );
-    ensure!(
-        config.limits.max_messages_per_second == 100_000_000
-            && config.limits.max_connections_per_ip == PER_IP,
-        "the benchmark config did not lift the limits"
-    );
-    for endpoint in &config.endpoints {
-        ensure!(
-            endpoint.ping_interval_ms == 600_000,
-            "endpoint {} still pings every {} ms",
-            endpoint.path,
-            endpoint.ping_interval_ms
-        );
-    }
+    print!("{}", render(args, pinned, &stopwatch, &targets, &results));
+    print_notes("sockyard", &notes);
     Ok(())
 }
 
@@ -404,117 +216,77 @@ fn target(config: &Config, codec: Codec) -> anyhow::Result<Target> {
     })
 }
 
-/// What the table header says about the run.
-#[derive(Debug)]
-struct Header<'a> {
-    args: &'a CodecsArgs,
-    taskset: bool,
-    load_before: String,
-    load_after: String,
-    wall: Duration,
-}
-
-/// One metric: its name, decimals, whether a ratio to JSON means something, and how to read
-/// it from a report.
-type Metric = (&'static str, usize, bool, fn(&LoadReport) -> f64);
-
-fn metrics(pinned: bool) -> Vec<Metric> {
-    let mut metrics: Vec<Metric> = vec![
-        ("msgs/s", 0, true, LoadReport::rate),
-        ("p50 batch RTT, µs", 0, true, |r| {
-            r.latency_us.value_at_quantile(0.5) as f64
-        }),
-        ("p99 batch RTT, µs", 0, true, |r| {
-            r.latency_us.value_at_quantile(0.99) as f64
-        }),
-        ("server CPU µs/msg", 2, true, |r| {
-            r.server_us_per_message().unwrap_or(f64::NAN)
-        }),
-        ("server core busy, %", 0, false, |r| {
-            r.server_busy().unwrap_or(f64::NAN) * 100.0
-        }),
-        ("client core busy, %", 0, false, |r| r.client_busy() * 100.0),
-    ];
-    if pinned {
-        metrics.push(("others on server CPU, %", 1, false, |r| {
-            r.foreign_load().map_or(f64::NAN, |(_, s)| s * 100.0)
-        }));
-        metrics.push(("others on client CPU, %", 1, false, |r| {
-            r.foreign_load().map_or(f64::NAN, |(c, _)| c * 100.0)
-        }));
+/// What a table's readers should know about one codec's reports in one workload.
+fn remarks(
+    label: &str,
+    window: usize,
+    name: &str,
+    reports: &[LoadReport],
+    retried: usize,
+) -> Vec<String> {
+    let mut remarks = Vec::new();
+    let busy = Spread::of_each(reports, |r| r.cpu.server_busy().unwrap_or(f64::NAN));
+    if window > 1 && busy.median < 0.9 {
+        remarks.push(format!(
+            "{label} {name}: the server core was {:.0} % busy (median): not server-bound, the \
+             load generator or the machine limited it",
+            busy.median * 100.0
+        ));
     }
-    metrics
+    let client = Spread::of_each(reports, |r| r.cpu.client_busy());
+    if client.max > 0.9 {
+        remarks.push(format!(
+            "{label} {name}: the load generator's core reached {:.0} % busy",
+            client.max * 100.0
+        ));
+    }
+    let disturbed = reports
+        .iter()
+        .filter(|r| r.cpu.disturbance().is_some())
+        .count();
+    if retried > 0 || disturbed > 0 {
+        remarks.push(format!(
+            "{label} {name}: {retried} measurement(s) taken again because other processes took \
+             over {:.0} % of a benchmark CPU; {disturbed} kept figure(s) still disturbed",
+            DISTURBED * 100.0
+        ));
+    }
+    remarks
 }
 
 fn render(
-    header: &Header<'_>,
+    args: &CodecsArgs,
+    pinned: Option<Cpus>,
+    stopwatch: &Stopwatch,
     targets: &[Target],
-    echo: &[Vec<Vec<LoadReport>>],
-    retried: &[Vec<usize>],
+    results: &Results,
 ) -> String {
-    let args = header.args;
-    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head = vec!["metric".to_owned()];
     head.extend(targets.iter().map(|t| t.name.to_owned()));
     head.extend(targets[1..].iter().map(|t| format!("{}/json", t.name)));
-    rows.push(head);
+    let mut table = Table::new(head);
     let mut remarks = Vec::new();
-    for (w, &(connections, window)) in WORKLOADS.iter().enumerate() {
+    for (w, &(connections, window)) in ECHO_WORKLOADS.iter().enumerate() {
         let label = format!("echo {connections}×{window}");
-        for (name, decimals, ratio, metric) in metrics(header.taskset) {
-            let spreads: Vec<Spread> = echo[w]
+        for metric in LoadReport::metrics(pinned.is_some()) {
+            let spreads: Vec<Spread> = results.echo[w]
                 .iter()
-                .map(|reports| Spread::of(reports.iter().map(metric).collect()))
+                .map(|reports| metric.spread(reports))
                 .collect();
-            let mut row = vec![format!("{label}: {name}")];
-            row.extend(spreads.iter().map(|s| s.show(decimals)));
+            let mut row = vec![format!("{label}: {}", metric.name)];
+            row.extend(spreads.iter().map(|s| s.show(metric.decimals)));
             row.extend(spreads[1..].iter().map(|s| {
-                if ratio {
-                    format!("{:.2}", s.median / spreads[0].median)
+                if metric.ratio {
+                    s.ratio_to(&spreads[0])
                 } else {
                     String::new()
                 }
             }));
-            rows.push(row);
+            table.push(row);
         }
         for (which, target) in targets.iter().enumerate() {
-            let reports = &echo[w][which];
-            let busy = Spread::of(
-                reports
-                    .iter()
-                    .map(|r| r.server_busy().unwrap_or(f64::NAN))
-                    .collect(),
-            );
-            if window > 1 && busy.median < 0.9 {
-                remarks.push(format!(
-                    "{label} {}: the server core was {:.0} % busy (median): not server-bound, \
-                     the load generator or the machine limited it",
-                    target.name,
-                    busy.median * 100.0
-                ));
-            }
-            let client = Spread::of(reports.iter().map(LoadReport::client_busy).collect());
-            if client.max > 0.9 {
-                remarks.push(format!(
-                    "{label} {}: the load generator's core reached {:.0} % busy",
-                    target.name,
-                    client.max * 100.0
-                ));
-            }
-            let disturbed = reports
-                .iter()
-                .filter_map(LoadReport::foreign_load)
-                .filter(|&(c, s)| c.max(s) > DISTURBED)
-                .count();
-            if retried[w][which] > 0 || disturbed > 0 {
-                remarks.push(format!(
-                    "{label} {}: {} measurement(s) taken again because other processes took \
-                     over {:.0} % of a benchmark CPU; {disturbed} kept figure(s) still disturbed",
-                    target.name,
-                    retried[w][which],
-                    DISTURBED * 100.0
-                ));
-            }
+            let (reports, retried) = (&results.echo[w][which], results.retried[w][which]);
+            remarks.extend(self::remarks(&label, window, target.name, reports, retried));
         }
     }
 
@@ -528,22 +300,15 @@ fn render(
         out,
         "`echo` invoke with a {} B string over 127.0.0.1; {}; Sockyard: multi-thread runtime \
          with TOKIO_WORKER_THREADS=1",
-        args.payload_bytes,
-        if header.taskset {
-            format!(
-                "load generator on CPU {}, server on CPU {} (taskset)",
-                args.client_cpu, args.server_cpu
-            )
-        } else {
-            "nothing pinned".to_owned()
-        }
+        args.echo.payload_bytes,
+        pinning::describe(pinned, "server")
     );
     let _ = writeln!(
         out,
         "{} s warm-up + {} s measured, {} repetition(s), codecs interleaved (first place \
          rotating); median [min–max]; RTT = one batch (window frames written at once → last \
          reply)",
-        args.warmup, args.duration, args.reps
+        args.bench.timing.warmup, args.bench.timing.duration, args.bench.reps
     );
     let _ = writeln!(
         out,
@@ -557,45 +322,10 @@ fn render(
             .collect::<Vec<_>>()
             .join("; ")
     );
-    let _ = writeln!(
-        out,
-        "loadavg before: {}; after: {}; wall time {:.0} s\n",
-        header.load_before,
-        header.load_after,
-        header.wall.as_secs_f64()
-    );
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, &width)| pad(cell, width))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 {
-            let total = widths.iter().sum::<usize>() + 2 * (columns - 1);
-            let _ = writeln!(out, "{}", "-".repeat(total));
-        }
-    }
-    let pings: u64 = echo
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|r| r.pings_answered)
-        .sum();
-    let other: u64 = echo
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|r| r.other_frames)
-        .sum();
-    let _ = writeln!(
-        out,
-        "\npings answered during echo tests: {pings}; unexpected events ignored: {other}"
-    );
+    let _ = writeln!(out, "{}\n", stopwatch.summary());
+    table.render(&mut out);
+    let every = results.echo.iter().flatten().flatten();
+    let _ = writeln!(out, "\n{}", LoadReport::ping_summary(every));
     if !remarks.is_empty() {
         let _ = writeln!(out, "\nremarks:");
         for remark in remarks {
@@ -610,26 +340,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_config_is_edited_and_still_loads() {
-        let text = bench_config(sockyard::config::DEFAULT_TOML).unwrap();
+    fn every_codec_has_an_endpoint_in_the_edited_defaults() {
+        let text = bench_config::edit_defaults(sockyard::config::DEFAULT_TOML).unwrap();
         let config = Config::from_toml_str(&text, "test").unwrap();
-        check_edits(&config).unwrap();
-        let defaults = Config::from_toml_str(sockyard::config::DEFAULT_TOML, "defaults").unwrap();
-        assert_eq!(config.endpoints.len(), defaults.endpoints.len());
-        for (ours, theirs) in config.endpoints.iter().zip(&defaults.endpoints) {
-            assert_eq!(
-                (&ours.path, ours.codec, &ours.protobuf),
-                (&theirs.path, theirs.codec, &theirs.protobuf)
-            );
-        }
         for codec in CODECS {
             target(&config, codec).unwrap();
         }
-    }
-
-    #[test]
-    fn a_missing_key_is_an_error() {
-        let err = bench_config("[server]\nlisten = \"127.0.0.1:8000\"\n").unwrap_err();
-        assert!(err.to_string().contains("server.log_format"), "{err}");
     }
 }

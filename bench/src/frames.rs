@@ -15,7 +15,7 @@ use sockyard::codec::protobuf::Schema;
 use sockyard::codec::{CodecState, Decoded, Encoding, FrameKind};
 use sockyard::protocol::socketcluster::{encode_event, encode_reply};
 
-use crate::wire::OpCode;
+use sockyard::ws::OpCode;
 
 /// How a codec writes a call id (`cid` of an invoke, `rid` of a reply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl IdFormat {
     /// Appends `id`.
     fn push(self, out: &mut Vec<u8>, id: u64) {
         match self {
-            Self::Decimal => crate::load::push_decimal(out, id),
+            Self::Decimal => push_decimal(out, id),
             Self::MsgpackUint => {
                 if id < 0x80 {
                     out.push(id as u8);
@@ -157,10 +157,7 @@ impl AroundId {
             "{what}: ids 5 and 6 differ in more than one byte"
         );
         let split = Self {
-            opcode: match kind {
-                FrameKind::Text => OpCode::Text,
-                FrameKind::Binary => OpCode::Binary,
-            },
+            opcode: opcode_of(kind),
             head: five[..head].to_vec(),
             tail: five[five.len() - tail..].to_vec(),
         };
@@ -234,13 +231,7 @@ impl ScFrames {
             Ok((kind, out))
         })?;
         let (kind, ping) = encoding.v1_ping();
-        let v1_ping = (
-            match kind {
-                FrameKind::Text => OpCode::Text,
-                FrameKind::Binary => OpCode::Binary,
-            },
-            ping,
-        );
+        let v1_ping = (opcode_of(kind), ping);
         Ok(Self {
             encoding,
             format,
@@ -297,11 +288,7 @@ impl ScFrames {
             &mut out,
         )
         .context("encoding #handshake")?;
-        let opcode = match kind {
-            FrameKind::Text => OpCode::Text,
-            FrameKind::Binary => OpCode::Binary,
-        };
-        Ok((opcode, out))
+        Ok((opcode_of(kind), out))
     }
 
     /// Decodes a frame with the library's decoder (slow; for checks outside the hot loop).
@@ -373,6 +360,27 @@ impl ScFrames {
     }
 }
 
+/// The WebSocket opcode of a frame of `kind`.
+fn opcode_of(kind: FrameKind) -> OpCode {
+    match kind {
+        FrameKind::Text => OpCode::Text,
+        FrameKind::Binary => OpCode::Binary,
+    }
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let start = out.len();
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out[start..].reverse();
+}
+
 /// The name the benchmark uses for an encoding.
 pub(crate) fn codec_name(encoding: &Encoding) -> &'static str {
     match encoding {
@@ -397,7 +405,7 @@ pub(crate) fn demo_schema() -> anyhow::Result<Arc<Schema>> {
 pub(crate) fn show_frame(opcode: OpCode, payload: &[u8]) -> String {
     match opcode {
         OpCode::Binary => format!("binary {}", show_bytes(payload)),
-        _ => crate::load::show(payload),
+        _ => crate::client::show(payload),
     }
 }
 
@@ -426,6 +434,15 @@ mod tests {
         .into_iter()
         .map(|encoding| ScFrames::new(encoding, "echo", PAYLOAD).unwrap())
         .collect()
+    }
+
+    #[test]
+    fn decimals() {
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0);
+        out.push(b' ');
+        push_decimal(&mut out, 9_876_543_210);
+        assert_eq!(out, b"0 9876543210");
     }
 
     #[test]
@@ -508,11 +525,7 @@ mod tests {
             let data = json!({"channel": "x", "data": 1});
             let kind =
                 encode_event(&frames.encoding, "#publish", Some(&data), None, &mut event).unwrap();
-            let opcode = match kind {
-                FrameKind::Text => OpCode::Text,
-                FrameKind::Binary => OpCode::Binary,
-            };
-            assert_eq!(frames.classify(opcode, &event), Unexpected::Event);
+            assert_eq!(frames.classify(opcode_of(kind), &event), Unexpected::Event);
             assert!(matches!(
                 frames.classify(OpCode::Binary, &[0xc1, 0xff]),
                 Unexpected::Other(_)

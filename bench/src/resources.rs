@@ -3,7 +3,7 @@
 //! in the same run, so each figure comes with its ratio to the protocol's own ceiling.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,25 +13,20 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use sockyard::client::{Client, ClientOptions};
 
+use crate::args::BenchArgs;
+use crate::bench_config::{sockyard_config, TempConfig};
+use crate::cpu::CpuMeter;
 use crate::load::new_histogram;
-use crate::procfs;
-use crate::run::{pad, sockyard_config, Server, Spread, TempConfig};
+use crate::servers::Server;
+use crate::table::{pad, Spread, Stopwatch};
 
 /// Settings of one `resources` run.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("duration", |arg| arg.default_value("4")))]
 pub(crate) struct ResourcesArgs {
-    /// The sockyard binary; default: `sockyard` next to this executable.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sockyard: Option<PathBuf>,
-    /// Seconds measured per test.
-    #[arg(long, default_value_t = 4.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before each measured window.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Repetitions of each test; the table shows medians.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) reps: usize,
+    /// The binary, the measured windows, the repetitions.
+    #[command(flatten)]
+    pub(crate) bench: BenchArgs,
     /// Connections, each with one call in flight.
     #[arg(long, default_value_t = 16)]
     pub(crate) connections: usize,
@@ -81,14 +76,8 @@ pub(crate) fn main(args: &ResourcesArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: &ResourcesArgs) -> anyhow::Result<()> {
-    let bin = match &args.sockyard {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("executable directory")?
-            .join("sockyard"),
-    };
-    let started = Instant::now();
+    let bin = args.bench.sockyard_binary()?;
+    let stopwatch = Stopwatch::start();
     let mut sections = Vec::new();
     let sqlite_file =
         std::env::temp_dir().join(format!("sockyard-bench-{}.db", std::process::id()));
@@ -112,7 +101,7 @@ async fn run(args: &ResourcesArgs) -> anyhow::Result<()> {
         }
         Err(err) => println!("PostgreSQL skipped: {err:#}"),
     }
-    println!("{}", render(args, &sections, started.elapsed()));
+    println!("{}", render(args, &sections, stopwatch.elapsed()));
     Ok(())
 }
 
@@ -162,7 +151,7 @@ async fn backend(
     let config = TempConfig::create(&config)?;
     let mut server = Server::start_sockyard(bin, config.path(), Some(1)).await?;
     let url = format!("ws://{}/socketcluster/", server.addr);
-    let ticks = procfs::ticks_per_second();
+    let meter = CpuMeter::new(Some(server.pid), None);
     let mut clients = Vec::new();
     for _ in 0..args.connections {
         let (client, _events) = Client::connect(&url, ClientOptions::default())
@@ -184,9 +173,9 @@ async fn backend(
     }
     let mut results: Vec<(Operation, Vec<Measured>)> =
         Operation::ALL.iter().map(|op| (*op, Vec::new())).collect();
-    for rep in 0..args.reps {
+    for rep in 0..args.bench.reps {
         for (i, operation) in Operation::ALL.iter().enumerate() {
-            let measured = measure(args, &clients, *operation, server.pid, ticks, &seeded).await?;
+            let measured = measure(args, &clients, *operation, &meter, &seeded).await?;
             eprintln!(
                 "{name} rep {}: {:<16} {:>8.0} calls/s",
                 rep + 1,
@@ -212,8 +201,7 @@ async fn measure(
     args: &ResourcesArgs,
     clients: &[Client],
     operation: Operation,
-    pid: u32,
-    ticks: u64,
+    meter: &CpuMeter,
     seeded: &Arc<AtomicU64>,
 ) -> anyhow::Result<Measured> {
     let measuring = Arc::new(AtomicBool::new(false));
@@ -260,14 +248,12 @@ async fn measure(
             histogram
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let cpu_before = procfs::cpu_time(pid, ticks)?;
-    let started = Instant::now();
+    tokio::time::sleep(args.bench.timing.warmup()).await;
+    let first = meter.sample()?;
     measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    tokio::time::sleep(args.bench.timing.duration()).await;
     measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let cpu = procfs::cpu_time(pid, ticks)?.saturating_sub(cpu_before);
+    let cpu = first.until(&meter.sample()?);
     stop.store(true, Ordering::Relaxed);
     let mut histogram: Histogram<u64> = new_histogram();
     for task in tasks {
@@ -275,14 +261,10 @@ async fn measure(
     }
     let calls = counter.load(Ordering::Relaxed);
     Ok(Measured {
-        calls_per_second: calls as f64 / elapsed.as_secs_f64(),
+        calls_per_second: cpu.rate(calls),
         p50_us: histogram.value_at_quantile(0.5),
         p99_us: histogram.value_at_quantile(0.99),
-        server_us_per_call: if calls == 0 {
-            f64::NAN
-        } else {
-            cpu.as_secs_f64() * 1e6 / calls as f64
-        },
+        server_us_per_call: cpu.server_us_per(calls).unwrap_or(f64::NAN),
         errors: errors.load(Ordering::Relaxed),
     })
 }
@@ -297,9 +279,9 @@ fn render(args: &ResourcesArgs, sections: &[(&str, BackendResults)], wall: Durat
         out,
         "{} connections × 1 call in flight (Rust client, JSON); server on CPU 1 with one worker; {} s warm-up + {} s measured, {} repetition(s); median [min–max]; wall time {:.0} s",
         args.connections,
-        args.warmup,
-        args.duration,
-        args.reps,
+        args.bench.timing.warmup,
+        args.bench.timing.duration,
+        args.bench.reps,
         wall.as_secs_f64()
     );
     for (name, rows) in sections {
@@ -316,13 +298,13 @@ fn render(args: &ResourcesArgs, sections: &[(&str, BackendResults)], wall: Durat
         let echo = rows
             .iter()
             .find(|(op, _)| *op == Operation::Echo)
-            .map(|(_, m)| Spread::of(m.iter().map(|m| m.calls_per_second).collect()).median)
+            .map(|(_, m)| Spread::of_each(m, |m| m.calls_per_second).median)
             .unwrap_or(f64::NAN);
         for (operation, measured) in rows {
-            let rate = Spread::of(measured.iter().map(|m| m.calls_per_second).collect());
-            let p50 = Spread::of(measured.iter().map(|m| m.p50_us as f64).collect());
-            let p99 = Spread::of(measured.iter().map(|m| m.p99_us as f64).collect());
-            let cpu = Spread::of(measured.iter().map(|m| m.server_us_per_call).collect());
+            let rate = Spread::of_each(measured, |m| m.calls_per_second);
+            let p50 = Spread::of_each(measured, |m| m.p50_us as f64);
+            let p99 = Spread::of_each(measured, |m| m.p99_us as f64);
+            let cpu = Spread::of_each(measured, |m| m.server_us_per_call);
             let errors: u64 = measured.iter().map(|m| m.errors).sum();
             let _ = writeln!(
                 out,

@@ -11,39 +11,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::args::{BenchArgs, Cpus, Pinning};
+use crate::cpu::CpuMeter;
 use crate::load::new_histogram;
-use crate::run::{pad, pin_self, Spread};
+use crate::servers::Server;
+use crate::table::{pad, Spread};
 
 /// How long a client waits for an echo before counting what is in flight as lost.
 const LOSS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Settings of one `wrap` run.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("duration", |arg| arg.default_value("4")))]
 pub(crate) struct WrapArgs {
-    /// The sockyard binary; default: `sockyard` next to this executable.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sockyard: Option<PathBuf>,
+    /// The binary, the measured windows, the repetitions.
+    #[command(flatten)]
+    pub(crate) bench: BenchArgs,
     /// The ScaleSocket binary (`cargo install scalesocket --version 0.2.4`).
     #[arg(long, default_value = "scalesocket")]
     pub(crate) scalesocket: String,
     /// The websocketd binary (Debian's `websocketd` package).
     #[arg(long, default_value = "websocketd")]
     pub(crate) websocketd: String,
-    /// Seconds measured per test.
-    #[arg(long, default_value_t = 4.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before each measured window.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Repetitions; the table shows medians.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) reps: usize,
     /// Clients (each in its own room) in the one-room-per-client test.
     #[arg(long, default_value_t = 50)]
     pub(crate) clients: usize,
@@ -53,9 +47,9 @@ pub(crate) struct WrapArgs {
     /// Clients in the shared-room test (each with one message in flight).
     #[arg(long, default_value_t = 100)]
     pub(crate) shared_clients: usize,
-    /// Do not pin servers and load generator to separate CPUs.
-    #[arg(long)]
-    pub(crate) no_pin: bool,
+    /// Where the load generator and the servers (with their `cat` processes) run.
+    #[command(flatten)]
+    pub(crate) pinning: Pinning,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +87,13 @@ struct Measured {
     expected: u64,
 }
 
-/// A wrapping server with `cat` under it; killed (with its children) when dropped.
-struct Wrapper {
-    child: Child,
-    addr: SocketAddr,
-}
-
+/// A free port on 127.0.0.1 for a wrapper to listen on.
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
+/// Whether `program` is on the `PATH` (or is a path to a program).
 fn have(program: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -112,13 +102,19 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-impl Wrapper {
-    async fn start(kind: Kind, args: &WrapArgs, sockyard: &Path) -> anyhow::Result<Self> {
+impl Kind {
+    /// Starts this wrapper with `cat` on a free port.
+    async fn start(
+        self,
+        args: &WrapArgs,
+        sockyard: &Path,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let (program, arguments): (String, Vec<String>) = match kind {
-            Kind::Sockyard => (
-                sockyard.display().to_string(),
+        let (program, arguments): (PathBuf, Vec<String>) = match self {
+            Self::Sockyard => (
+                sockyard.to_owned(),
                 vec![
                     "wrap".into(),
                     "--addr".into(),
@@ -128,12 +124,12 @@ impl Wrapper {
                     "cat".into(),
                 ],
             ),
-            Kind::ScaleSocket => (
-                args.scalesocket.clone(),
+            Self::ScaleSocket => (
+                args.scalesocket.clone().into(),
                 vec!["--addr".into(), addr.to_string(), "cat".into()],
             ),
-            Kind::Websocketd => (
-                args.websocketd.clone(),
+            Self::Websocketd => (
+                args.websocketd.clone().into(),
                 vec![
                     "--address=127.0.0.1".into(),
                     format!("--port={port}"),
@@ -142,46 +138,7 @@ impl Wrapper {
                 ],
             ),
         };
-        let mut command = if args.no_pin {
-            Command::new(&program)
-        } else {
-            let mut command = Command::new("taskset");
-            command.args(["-c", "1", &program]);
-            command
-        };
-        command
-            .args(&arguments)
-            .env("RUST_LOG", "error")
-            // Every server shares one core: one tokio worker (as the other benchmarks run it).
-            .env("TOKIO_WORKER_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .process_group(0);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {program}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("{} did not listen on {addr}", kind.name());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Self { child, addr })
-    }
-
-    /// Stops the server and everything it started.
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // The whole process group: the server and its `cat`s.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.wait().await;
+        Server::start_wrapper(self.name(), &program, &arguments, addr, cpu).await
     }
 }
 
@@ -215,6 +172,24 @@ fn message(client: usize, seq: u64, counted: bool) -> String {
     format!("c{client:05}-s{seq:012}-{flag}xxxxxxxx")
 }
 
+/// Sends message `seq` of `client`, counted if the measured window is open; returns when it
+/// went out, or `None` if the connection is gone.
+async fn send_message(
+    ws: &mut Ws,
+    client: usize,
+    seq: u64,
+    counters: &Counters,
+) -> Option<(u64, Instant)> {
+    let counted = counters.measuring.load(Ordering::Relaxed);
+    ws.send(Message::text(message(client, seq, counted)))
+        .await
+        .ok()?;
+    if counted {
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    Some((seq, Instant::now()))
+}
+
 /// Sender, sequence number and whether it counts.
 fn parse(text: &str) -> Option<(usize, u64, bool)> {
     let (client, rest) = text.strip_prefix('c')?.split_once("-s")?;
@@ -242,18 +217,10 @@ async fn own_room_client(
         let stopping = counters.stop.load(Ordering::Relaxed);
         while !stopping && in_flight.len() < window {
             seq += 1;
-            let counted = counters.measuring.load(Ordering::Relaxed);
-            if ws
-                .send(Message::text(message(client, seq, counted)))
-                .await
-                .is_err()
-            {
+            let Some(sent) = send_message(&mut ws, client, seq, &counters).await else {
                 return histogram;
-            }
-            in_flight.push_back((seq, Instant::now()));
-            if counted {
-                counters.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            };
+            in_flight.push_back(sent);
         }
         if stopping && in_flight.is_empty() {
             return histogram;
@@ -297,17 +264,9 @@ async fn shared_room_client(mut ws: Ws, client: usize, counters: Arc<Counters>) 
         let stopping = counters.stop.load(Ordering::Relaxed);
         if waiting.is_none() && !stopping {
             seq += 1;
-            let counted = counters.measuring.load(Ordering::Relaxed);
-            if ws
-                .send(Message::text(message(client, seq, counted)))
-                .await
-                .is_err()
-            {
+            waiting = send_message(&mut ws, client, seq, &counters).await;
+            if waiting.is_none() {
                 return histogram;
-            }
-            waiting = Some((seq, Instant::now()));
-            if counted {
-                counters.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         match tokio::time::timeout(LOSS_TIMEOUT, ws.next()).await {
@@ -340,8 +299,11 @@ async fn measure(
     kind: Kind,
     sockyard: &Path,
     shared: bool,
+    pinned: Option<Cpus>,
 ) -> anyhow::Result<Measured> {
-    let server = Wrapper::start(kind, args, sockyard).await?;
+    let server = kind
+        .start(args, sockyard, pinned.map(|cpus| cpus.server))
+        .await?;
     let counters = Arc::new(Counters::default());
     let clients = if shared {
         args.shared_clients
@@ -368,34 +330,25 @@ async fn measure(
             tokio::spawn(own_room_client(ws, client, args.window, counters))
         });
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let ticks = crate::procfs::ticks_per_second();
-    let pid = server.child.id().unwrap_or_default();
-    let cpu_before = crate::procfs::cpu_time(pid, ticks).unwrap_or_default();
+    tokio::time::sleep(args.bench.timing.warmup()).await;
+    let meter = CpuMeter::new(Some(server.pid), None);
+    let first = meter.sample()?;
     counters.measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    tokio::time::sleep(args.bench.timing.duration()).await;
     counters.measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let server_cpu = crate::procfs::cpu_time(pid, ticks)
-        .unwrap_or_default()
-        .saturating_sub(cpu_before);
+    let cpu = first.until(&meter.sample()?);
     counters.stop.store(true, Ordering::Relaxed);
     let mut histogram = new_histogram();
     for task in tasks {
         histogram.add(task.await?)?;
     }
-    server.stop().await;
+    let _ = server.stop().await;
     let round_trips = counters.round_trips.load(Ordering::Relaxed);
     let sent = counters.sent.load(Ordering::Relaxed);
     Ok(Measured {
-        round_trips_per_second: round_trips as f64 / elapsed.as_secs_f64(),
+        round_trips_per_second: cpu.rate(round_trips),
         p99_us: histogram.value_at_quantile(0.99),
-        server_us_per_round_trip: if round_trips == 0 {
-            f64::NAN
-        } else {
-            server_cpu.as_secs_f64() * 1e6 / round_trips as f64
-        },
+        server_us_per_round_trip: cpu.server_us_per(round_trips).unwrap_or(f64::NAN),
         delivered: counters.delivered.load(Ordering::Relaxed),
         // In a shared room every message is echoed to every client.
         expected: if shared { sent * clients as u64 } else { sent },
@@ -404,22 +357,12 @@ async fn measure(
 
 /// Runs the whole benchmark and prints the table.
 pub(crate) fn main(args: &WrapArgs) -> anyhow::Result<()> {
-    let pinned = pin_self(!args.no_pin, 0)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let sockyard = match &args.sockyard {
-            Some(path) => path.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("executable directory")?
-                .join("sockyard"),
-        };
+    crate::runtime::run_pinned(&args.pinning, "servers", |pinned| async move {
+        let sockyard = args.bench.sockyard_path()?;
         let mut kinds = Vec::new();
         for kind in Kind::ALL {
             let available = match kind {
-                Kind::Sockyard => sockyard.exists(),
+                Kind::Sockyard => sockyard.is_file(),
                 Kind::ScaleSocket => have(&args.scalesocket),
                 Kind::Websocketd => have(&args.websocketd),
             };
@@ -439,9 +382,9 @@ pub(crate) fn main(args: &WrapArgs) -> anyhow::Result<()> {
                 results.push((*kind, shared, Vec::new()));
             }
         }
-        for rep in 0..args.reps {
+        for rep in 0..args.bench.reps {
             for entry in &mut results {
-                let measured = measure(args, entry.0, &sockyard, entry.1).await?;
+                let measured = measure(args, entry.0, &sockyard, entry.1, pinned).await?;
                 eprintln!(
                     "rep {}: {:<18} {:<11} {:>9.0} round trips/s, delivered {}/{}",
                     rep + 1,
@@ -462,7 +405,7 @@ pub(crate) fn main(args: &WrapArgs) -> anyhow::Result<()> {
 fn render(
     args: &WrapArgs,
     results: &[(Kind, bool, Vec<Measured>)],
-    pinned: bool,
+    pinned: Option<Cpus>,
     wall: Duration,
 ) -> String {
     let mut out = String::new();
@@ -473,14 +416,16 @@ fn render(
     let _ = writeln!(
         out,
         "32-byte text messages, no newline; {}; {} s warm-up + {} s measured, {} repetition(s); median [min–max]; wall time {:.0} s",
-        if pinned {
-            "servers (and their cat processes) on CPU 1, load generator on CPU 0"
-        } else {
-            "not pinned"
+        match pinned {
+            Some(cpus) => format!(
+                "servers (and their cat processes) on CPU {}, load generator on CPU {}",
+                cpus.server, cpus.client
+            ),
+            None => "not pinned".to_owned(),
         },
-        args.warmup,
-        args.duration,
-        args.reps,
+        args.bench.timing.warmup,
+        args.bench.timing.duration,
+        args.bench.reps,
         wall.as_secs_f64()
     );
     for shared in [false, true] {
@@ -511,12 +456,10 @@ fn render(
         let sockyard = results
             .iter()
             .find(|(k, s, _)| *k == Kind::Sockyard && *s == shared)
-            .map(|(_, _, m)| {
-                Spread::of(m.iter().map(|m| m.round_trips_per_second).collect()).median
-            });
+            .map(|(_, _, m)| Spread::of_each(m, |m| m.round_trips_per_second).median);
         for (kind, _, measured) in results.iter().filter(|(_, s, _)| *s == shared) {
-            let rate = Spread::of(measured.iter().map(|m| m.round_trips_per_second).collect());
-            let p99 = Spread::of(measured.iter().map(|m| m.p99_us as f64).collect());
+            let rate = Spread::of_each(measured, |m| m.round_trips_per_second);
+            let p99 = Spread::of_each(measured, |m| m.p99_us as f64);
             let cpu = Spread::of(
                 measured
                     .iter()

@@ -120,6 +120,13 @@ pub struct FrameHeader {
     pub header_len: usize,
 }
 
+impl FrameHeader {
+    /// Bytes the whole frame takes: its header and its payload.
+    pub fn frame_len(&self) -> usize {
+        self.header_len.saturating_add(self.payload_len)
+    }
+}
+
 /// Parses a frame header from the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` does not yet hold the whole header. The payload length is checked
@@ -185,6 +192,22 @@ pub fn parse_header(
         payload_len: len as usize,
         header_len,
     }))
+}
+
+/// Parses the frame at the start of `buf` once all of it is there: its header, whose
+/// `header_len` and `payload_len` locate the payload in `buf`. `Ok(None)` while part of the
+/// header or of the payload is still missing.
+///
+/// For reading frames in place from a buffer, without [`MessageReader`]'s copies and
+/// reassembly of fragments (the payload is left masked if the frame is).
+///
+/// [`MessageReader`]: super::reader::MessageReader
+pub fn parse_frame(
+    buf: &[u8],
+    role: Role,
+    max_payload: usize,
+) -> Result<Option<FrameHeader>, FrameError> {
+    Ok(parse_header(buf, role, max_payload)?.filter(|header| header.frame_len() <= buf.len()))
 }
 
 /// XORs `data` with the 4-byte masking key, as if `data` started at payload offset 0.
@@ -373,6 +396,44 @@ mod tests {
             parse_header(&[0x89, 0xFE, 0, 126], Role::Server, MAX),
             Err(FrameError::BadControlFrame)
         );
+    }
+
+    #[test]
+    fn parses_whole_frames_in_place() {
+        // Two unmasked server frames back to back: text "hi", then an empty ping.
+        let buf = [0x81, 0x02, b'h', b'i', 0x89, 0x00];
+        let first = parse_frame(&buf, Role::Client, MAX).unwrap().unwrap();
+        assert_eq!((first.opcode, first.fin), (OpCode::Text, true));
+        assert_eq!((first.header_len, first.payload_len), (2, 2));
+        assert_eq!(first.frame_len(), 4);
+        assert_eq!(&buf[first.header_len..first.frame_len()], b"hi");
+        let second = parse_frame(&buf[4..], Role::Client, MAX).unwrap().unwrap();
+        assert_eq!((second.opcode, second.frame_len()), (OpCode::Ping, 2));
+        assert_eq!(parse_frame(&buf[6..], Role::Client, MAX), Ok(None));
+    }
+
+    #[test]
+    fn waits_for_the_whole_payload() {
+        assert_eq!(
+            parse_frame(&[0x81, 0x02, b'h'], Role::Client, MAX),
+            Ok(None)
+        );
+        // A 256-byte binary frame with a 16-bit length.
+        let mut frame = vec![0x82, 0x7E, 0x01, 0x00];
+        frame.extend_from_slice(&[7; 255]);
+        assert_eq!(parse_frame(&frame, Role::Client, MAX), Ok(None));
+        frame.push(7);
+        let header = parse_frame(&frame, Role::Client, MAX).unwrap().unwrap();
+        assert_eq!((header.header_len, header.payload_len), (4, 256));
+        // Masked frames are checked against the role as in `parse_header`.
+        assert_eq!(
+            parse_frame(&[0x81, 0x82, 1, 2, 3, 4, 0, 0], Role::Client, MAX),
+            Err(FrameError::BadMask)
+        );
+        let masked = parse_frame(&[0x81, 0x82, 1, 2, 3, 4, 0, 0], Role::Server, MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!((masked.header_len, masked.frame_len()), (6, 8));
     }
 
     #[test]
