@@ -32,6 +32,30 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// The whole configuration. Keys left out of a file take the defaults of [`Config::default`],
 /// which are exactly the values in [`DEFAULT_TOML`].
+///
+/// **`Config::default()` is the demo application**, not a minimal server: four endpoints
+/// (`/socketcluster/`, `/ctproto` trusting `{username}`, `/socketcluster-minbin/`,
+/// `/socketcluster-protobuf/`), the public demo auth key (a warning is logged whenever a server
+/// runs with it), the demo resources' declarations and the `private/*` rule. A real server
+/// sets its own key and endpoints; a TOML text or file says only what differs:
+///
+/// ```
+/// use sockyard::Config;
+///
+/// let config = Config::from_toml_str(
+///     r#"
+///     [auth]
+///     key = "a-long-random-secret"
+///
+///     [[endpoint]]
+///     path = "/socketcluster/"
+///     "#,
+///     "example",
+/// )
+/// .unwrap();
+/// assert_eq!(config.endpoints.len(), 1);
+/// assert_eq!(Config::default().endpoints.len(), 4);
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]

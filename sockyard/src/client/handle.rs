@@ -11,6 +11,24 @@ use super::driver::{self, Command, Link, State};
 use super::{lock, socket, ClientError, ClientOptions, Events};
 
 /// A handle to a SocketCluster connection; cheap to clone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockyard::client::{ClientEvent, ClientOptions};
+/// use sockyard::Client;
+///
+/// let (client, mut events) =
+///     Client::connect("ws://127.0.0.1:8000/socketcluster/", ClientOptions::default()).await?;
+/// let reply = client.invoke("echo", serde_json::json!({"hello": "world"})).await?;
+/// client.subscribe("news").await?;
+/// while let Some(event) = events.next().await {
+///     if let ClientEvent::Publication { channel, data } = event {
+///         println!("{channel}: {data:?} (echo said {reply:?})");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     link: Link,

@@ -25,6 +25,42 @@ pub type BrokerFuture<'a> = BoxFuture<'a, Result<(), BrokerError>>;
 /// channels its own clients hold. [`Broker::publish`] must deliver the publication to every
 /// node that subscribed to the channel, this one included, by calling [`Inbox::deliver`] on
 /// each.
+///
+/// A broker that logs every publication and delivers it locally, as the in-memory one does:
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use serde_json::Value;
+/// use sockyard::exchange::{Broker, BrokerFuture, Inbox};
+///
+/// #[derive(Default)]
+/// struct Logged {
+///     inbox: OnceLock<Inbox>,
+/// }
+///
+/// impl Broker for Logged {
+///     fn attach(&self, inbox: Inbox) {
+///         let _ = self.inbox.set(inbox);
+///     }
+///     fn subscribe(&self, _channel: &str) -> BrokerFuture<'_> {
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn unsubscribe(&self, _channel: &str) -> BrokerFuture<'_> {
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn publish(&self, channel: &str, data: Option<&Value>) -> BrokerFuture<'_> {
+///         println!("{channel}: {data:?}");
+///         if let Some(inbox) = self.inbox.get() {
+///             inbox.deliver(channel, data);
+///         }
+///         Box::pin(async { Ok(()) })
+///     }
+/// }
+///
+/// let builder = sockyard::Server::builder(&sockyard::Config::default())
+///     .broker(Arc::new(Logged::default()));
+/// assert!(builder.build().is_ok());
+/// ```
 pub trait Broker: Send + Sync + 'static {
     /// Called once, before anything else: where publications for this node go.
     fn attach(&self, inbox: Inbox);

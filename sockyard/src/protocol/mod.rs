@@ -3,7 +3,7 @@
 //! Everything above this module (services, router, exchange, rooms) sees only packets and
 //! [`Outgoing`] messages, so the same route serves every dialect and a CTProto client can share a
 //! channel with a SocketCluster one. Each dialect is one file implementing [`DialectSession`];
-//! the [`dialects!`] list below names them once, which gives both the configuration's
+//! the `dialects!` list below names them once, which gives both the configuration's
 //! [`Dialect`] and the per-connection [`Session`].
 
 pub mod ctproto;

@@ -106,6 +106,29 @@ fn describe_parents(pairs: &[(String, String)]) -> String {
 }
 
 /// Assembles resources: declarations, hooks and remote methods; then opens the store.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockyard::resource::{Before, FieldDef, FieldType, Operation, ResourceDef, SqlStore};
+/// use sockyard::{ApiError, ResourcesBuilder};
+///
+/// let resources = ResourcesBuilder::new()
+///     .resource(ResourceDef::new(
+///         "note",
+///         [("text", FieldDef::new(FieldType::String).required())],
+///     ))
+///     .before("note", Operation::Create, |hook| async move {
+///         if hook.ctx.claims().is_none() {
+///             return Err(ApiError::new("Forbidden", "sign in first"));
+///         }
+///         Ok(Before::Continue(hook))
+///     })
+///     .open(SqlStore::connect("sqlite://notes.db", 1).await?)
+///     .await?;
+/// assert!(resources.is_resource_channel("note/1"));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 #[derive(Default)]
 pub struct ResourcesBuilder {

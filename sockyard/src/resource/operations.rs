@@ -78,7 +78,9 @@ pub(super) struct Inner {
     max_limit: u64,
 }
 
-/// The resources of a server; cheap to clone.
+/// The resources of a server; cheap to clone. Built by [`crate::resource::ResourcesBuilder`] and
+/// given to [`crate::ServerBuilder::resources`], which mounts their routes:
+/// `note/create`, `GET /note/:id`, sockful's `note` `{action, payload}`, …
 #[derive(Clone)]
 pub struct Resources {
     pub(super) inner: Arc<Inner>,

@@ -65,6 +65,15 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 }
 
 /// The rooms of one server; cheap to clone.
+///
+/// ```
+/// use sockyard::room::{RoomOptions, Rooms};
+///
+/// let rooms = Rooms::new(RoomOptions::new("cat", Vec::new()).json(), None).unwrap();
+/// assert!(rooms.check_name("lobby").is_ok());
+/// assert!(rooms.check_name("api").is_err(), "the room API's own path");
+/// assert!(rooms.list().is_empty());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Rooms {
     service: Arc<Service>,

@@ -48,7 +48,7 @@ pub struct RoomServerSettings {
 /// use sockyard::room::{RoomOptions, RoomServerSettings, Rooms};
 /// use sockyard::RoomServer;
 ///
-/// let rooms = Rooms::new(RoomOptions::new("cat".into(), Vec::new()), None)?;
+/// let rooms = Rooms::new(RoomOptions::new("cat", Vec::new()), None)?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
 /// RoomServer::new(rooms, RoomServerSettings::default(), None)
 ///     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })

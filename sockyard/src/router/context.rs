@@ -38,6 +38,19 @@ impl Params {
 }
 
 /// The context passed to every handler and middleware.
+///
+/// ```
+/// use sockyard::{ApiError, Context, Router};
+///
+/// let routes = Router::new().get("/room/:name/say", |ctx: Context, text: String| async move {
+///     let name = ctx.param("name").unwrap_or("lobby").to_owned();
+///     let from = ctx.claims().and_then(|c| c.get("username").cloned());
+///     ctx.publish(&format!("room/{name}"), serde_json::json!({ "from": from, "text": text }))
+///         .await?;
+///     Ok::<_, ApiError>(())
+/// });
+/// assert!(routes.build().unwrap().contains("GET /room/lobby/say"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Context {
     connection: ConnectionHandle,

@@ -114,6 +114,35 @@ type AuthenticateStage =
     Arc<dyn Fn(ConnectionHandle, Arc<Claims>) -> StageFuture<Result<(), ApiError>> + Send + Sync>;
 
 /// The stages of one server.
+///
+/// ```
+/// use sockyard::exchange::Outbound;
+/// use sockyard::stages::{HandshakeRejection, UpgradeRejection};
+/// use sockyard::{ApiError, Stages};
+///
+/// let stages = Stages::new()
+///     // Before the 101: plain HTTP refusals.
+///     .upgrade(|request| match request.headers.get("x-api-key") {
+///         Some(_) => Ok(()),
+///         None => Err(UpgradeRejection::unauthorized("an API key is required")),
+///     })
+///     // The handshake: close with 4501 (the official client then stops reconnecting).
+///     .handshake(|request| async move {
+///         match request.auth_error {
+///             Some(error) => Err(HandshakeRejection::new(error).close_code(4501)),
+///             None => Ok(()),
+///         }
+///     })
+///     // Every delivery, for every subscriber.
+///     .publish_out(|connection, channel, _data| {
+///         if channel.starts_with("staff/") && !connection.is_authenticated() {
+///             Outbound::Block
+///         } else {
+///             Outbound::Deliver
+///         }
+///     });
+/// # let _ = stages;
+/// ```
 #[derive(Clone, Default)]
 pub struct Stages {
     pub(crate) upgrade: Option<UpgradeStage>,

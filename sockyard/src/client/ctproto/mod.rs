@@ -66,6 +66,21 @@ impl Updates {
 }
 
 /// A connection to a CTProto endpoint; cheap to clone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockyard::CtClient;
+///
+/// let authorize = serde_json::json!({"username": "ann"});
+/// let (client, mut updates) = CtClient::connect("ws://127.0.0.1:8000/ctproto", authorize).await?;
+/// let sum = client.send("echo", serde_json::json!({"a": 1})).await?;
+/// client.subscribe("news").await?;
+/// while let Some(update) = updates.next().await {
+///     println!("{update:?} (echo said {sum:?})");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CtClient {
     outgoing: mpsc::UnboundedSender<String>,
