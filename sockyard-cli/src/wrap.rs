@@ -12,8 +12,7 @@ use sockyard::auth::Authenticator;
 use sockyard::config::LogFormat;
 use sockyard::room::cache::CacheSpec;
 use sockyard::room::framing::parse_delimiters;
-use sockyard::room::server::{RoomServer, RoomServerSettings};
-use sockyard::room::{Frame, Restart, RoomOptions, Rooms};
+use sockyard::room::{Frame, Restart, RoomOptions, RoomServer, RoomServerSettings, Rooms};
 use sockyard::tls::Tls;
 
 /// Framing modes for `--frame`, `--clientframe` and `--serverframe`.

@@ -13,14 +13,14 @@ use prometheus_client::registry::Registry;
 
 /// The label of every room series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RoomLabel {
+pub(super) struct RoomLabel {
     /// The room's name.
     pub room: String,
 }
 
 /// Why a message did not reach its destination.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct DropLabels {
+pub(super) struct DropLabels {
     /// The room's name.
     pub room: String,
     /// `client_full` (a client's queue was full under `drop_when_full`), `invalid_input`

@@ -15,12 +15,12 @@ mod client;
 pub mod framing;
 pub(crate) mod http;
 mod live;
-pub mod metrics;
-pub mod options;
-pub mod ports;
-pub mod program;
+mod metrics;
+mod options;
+mod ports;
+mod program;
 mod runner;
-pub mod server;
+mod server;
 pub mod template;
 
 use std::collections::HashMap;

@@ -187,9 +187,9 @@ impl Default for RoomOptions {
 }
 
 /// The `--json` shorthand's join and leave messages.
-pub const JSON_JOIN_MESSAGE: &str = r#"{"t":"Join","_from":#ID}"#;
+pub(super) const JSON_JOIN_MESSAGE: &str = r#"{"t":"Join","_from":#ID}"#;
 /// See [`JSON_JOIN_MESSAGE`].
-pub const JSON_LEAVE_MESSAGE: &str = r#"{"t":"Leave","_from":#ID}"#;
+pub(super) const JSON_LEAVE_MESSAGE: &str = r#"{"t":"Leave","_from":#ID}"#;
 
 impl RoomOptions {
     /// Options that run `command` with `args`, everything else default.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 /// Ports `start..end` (end exclusive), each free or held by one room.
 #[derive(Debug, Clone)]
-pub struct PortPool {
+pub(super) struct PortPool {
     start: u16,
     end: u16,
     held: BTreeSet<u16>,
@@ -13,7 +13,7 @@ pub struct PortPool {
 
 impl PortPool {
     /// The ports from `start` up to, not including, `end`.
-    pub fn new(start: u16, end: u16) -> Self {
+    pub(super) fn new(start: u16, end: u16) -> Self {
         Self {
             start,
             end,
@@ -22,19 +22,20 @@ impl PortPool {
     }
 
     /// The lowest free port, now held; `None` when every port is held.
-    pub fn take(&mut self) -> Option<u16> {
+    pub(super) fn take(&mut self) -> Option<u16> {
         let port = (self.start..self.end).find(|p| !self.held.contains(p))?;
         self.held.insert(port);
         Some(port)
     }
 
     /// Frees a port.
-    pub fn give_back(&mut self, port: u16) {
+    pub(super) fn give_back(&mut self, port: u16) {
         self.held.remove(&port);
     }
 
     /// How many ports are held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.held.len()
     }
 }

@@ -27,7 +27,7 @@ pub struct Creator {
 }
 
 /// The two byte streams to and from a running program.
-pub struct ProgramIo {
+pub(super) struct ProgramIo {
     /// Its stdin, or the TCP connection's write half.
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
     /// Its stdout, or the TCP connection's read half.
@@ -42,7 +42,7 @@ impl std::fmt::Debug for ProgramIo {
 
 /// A running program.
 #[derive(Debug)]
-pub struct Program {
+pub(super) struct Program {
     child: Child,
     room: String,
     port: Option<u16>,
@@ -50,7 +50,7 @@ pub struct Program {
 
 /// Why a program could not be started or reached.
 #[derive(Debug, thiserror::Error)]
-pub enum ProgramError {
+pub(super) enum ProgramError {
     /// The program could not be started.
     #[error("cannot start `{command}`: {source}")]
     Spawn {
@@ -71,7 +71,7 @@ pub enum ProgramError {
 
 impl Program {
     /// Starts `options.command` for `room`, created by `creator`; `port` is set with `tcp`.
-    pub fn start(
+    pub(super) fn start(
         options: &RoomOptions,
         room: &str,
         creator: &Creator,
@@ -117,13 +117,13 @@ impl Program {
     }
 
     /// The port a TCP program listens on.
-    pub fn port(&self) -> Option<u16> {
+    pub(super) fn port(&self) -> Option<u16> {
         self.port
     }
 
     /// Connects to the program: its stdio, or (with a port) a TCP connection to it, retried
     /// for a while since the program may still be starting.
-    pub async fn attach(&mut self) -> Result<ProgramIo, ProgramError> {
+    pub(super) async fn attach(&mut self) -> Result<ProgramIo, ProgramError> {
         if let Some(port) = self.port {
             let deadline = tokio::time::Instant::now() + TCP_CONNECT_PATIENCE;
             loop {
@@ -165,13 +165,17 @@ impl Program {
     }
 
     /// Waits for the program to exit.
-    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+    pub(super) async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         self.child.wait().await
     }
 
     /// Stops the program: its input must already be closed. It gets `grace` to exit, then
     /// SIGTERM and `kill_after` more, then SIGKILL.
-    pub async fn stop(&mut self, grace: Duration, kill_after: Duration) -> Option<ExitStatus> {
+    pub(super) async fn stop(
+        &mut self,
+        grace: Duration,
+        kill_after: Duration,
+    ) -> Option<ExitStatus> {
         if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
             return status.ok();
         }
@@ -203,7 +207,7 @@ fn terminate(pid: u32) {
 }
 
 /// The close code and reason clients get when the program exits on its own.
-pub fn exit_close(status: Option<ExitStatus>) -> (u16, String) {
+pub(super) fn exit_close(status: Option<ExitStatus>) -> (u16, String) {
     match status {
         Some(status) if status.success() => (1000, "The program exited".to_owned()),
         Some(status) => match status.code() {
