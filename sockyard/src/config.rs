@@ -4,7 +4,7 @@
 //! validates. Every field documents its default; the embedded default file (`sockyard config`)
 //! lists every key.
 //!
-//! [`Config::default`] is the demo application (the embedded default of `sockyard serve`): four
+//! [`Config::default`] is the demo application (the embedded default of `sockyard serve`): five
 //! endpoints, the public demo auth key, resources and the `private/*` rule.
 
 use std::collections::HashSet;
@@ -33,9 +33,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// The whole configuration. Keys left out of a file take the defaults of [`Config::default`],
 /// which are exactly the values in [`DEFAULT_TOML`].
 ///
-/// **`Config::default()` is the demo application**, not a minimal server: four endpoints
+/// **`Config::default()` is the demo application**, not a minimal server: five endpoints
 /// (`/socketcluster/`, `/ctproto` trusting `{username}`, `/socketcluster-minbin/`,
-/// `/socketcluster-protobuf/`), the public demo auth key (a warning is logged whenever a server
+/// `/socketcluster-protobuf/`, and `/echo`, raw WebSocket calling `echo`), the public demo auth key (a warning is logged whenever a server
 /// runs with it), the demo resources' declarations and the `private/*` rule. A real server
 /// sets its own key and endpoints; a TOML text or file says only what differs:
 ///
@@ -54,7 +54,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// )
 /// .unwrap();
 /// assert_eq!(config.endpoints.len(), 1);
-/// assert_eq!(Config::default().endpoints.len(), 4);
+/// assert_eq!(Config::default().endpoints.len(), 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -251,6 +251,11 @@ impl Config {
             if !paths.insert(endpoint.path.as_str()) {
                 return invalid(&key("path"), "is used by another endpoint");
             }
+            if endpoint.dialect == Dialect::Raw
+                && endpoint.route.as_deref().is_none_or(str::is_empty)
+            {
+                return invalid(&key("route"), "is required for a raw endpoint");
+            }
             if endpoint.authorize_timeout_ms == 0 {
                 return invalid(&key("authorize_timeout_ms"), "must be greater than 0");
             }
@@ -387,6 +392,15 @@ mod tests {
         assert!(err.to_string().contains("endpoint[1].path"), "{err}");
         let err = Config::from_toml_str("[[endpoint]]\npath = \"a\"\n", "t").unwrap_err();
         assert!(err.to_string().contains("must start with"), "{err}");
+        let err = Config::from_toml_str("[[endpoint]]\npath = \"/a\"\ndialect = \"raw\"\n", "t")
+            .unwrap_err();
+        assert!(err.to_string().contains("endpoint[0].route"), "{err}");
+        let raw = Config::from_toml_str(
+            "[[endpoint]]\npath = \"/a\"\ndialect = \"raw\"\nroute = \"echo\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(raw.endpoints[0].route.as_deref(), Some("echo"));
         let ok = Config::from_toml_str(
             "[[endpoint]]\npath = \"/v1\"\nprotocol_version = \"1\"\n",
             "t",

@@ -99,14 +99,27 @@ pub struct DemoConfig {
 }
 
 /// The demo's endpoints: SocketCluster with JSON at `/socketcluster/`, CTProto at `/ctproto`,
-/// MessagePack at `/socketcluster-minbin/` and protobuf at `/socketcluster-protobuf/`.
+/// MessagePack at `/socketcluster-minbin/`, protobuf at `/socketcluster-protobuf/` and raw
+/// WebSocket at `/echo`.
 pub(crate) fn endpoints() -> Vec<EndpointConfig> {
     vec![
         EndpointConfig::default(),
         ctproto_endpoint(),
         minbin_endpoint(),
         protobuf_endpoint(),
+        echo_endpoint(),
     ]
+}
+
+/// The demo's raw endpoint at `/echo`: every message calls `echo`, so text comes back as text
+/// and binary as binary, unchanged.
+fn echo_endpoint() -> EndpointConfig {
+    EndpointConfig {
+        path: "/echo".to_owned(),
+        dialect: Dialect::Raw,
+        route: Some("echo".to_owned()),
+        ..EndpointConfig::default()
+    }
 }
 
 /// The demo's CTProto endpoint at `/ctproto`, accepting `{token}` or `{username}`.

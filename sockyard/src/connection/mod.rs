@@ -129,12 +129,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ) -> Self {
         let now = Instant::now();
         let limits = &shared.limits;
-        let handshake_deadline = now + endpoint.opening_timeout;
+        let session = Session::new(endpoint.format.dialect, &endpoint.session);
+        // A session open from the start (no opening exchange) has no opening deadline and is
+        // pinged at once.
+        let (handshake_deadline, next_ping) = if session.is_open() {
+            (None, Some(now + endpoint.ping_interval))
+        } else {
+            (Some(now + endpoint.opening_timeout), None)
+        };
+        let first_deadline = handshake_deadline.or(next_ping).unwrap_or(now);
         let mut connection = Self {
             io,
             handle,
             reader: MessageReader::new(Role::Server, limits.max_message_bytes),
-            session: Session::new(endpoint.format.dialect, &endpoint.session),
+            session,
             received: VecDeque::new(),
             inbox: VecDeque::new(),
             queued_bytes: 0,
@@ -146,9 +154,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             peer_close: None,
             ending: None,
             read_eof: false,
-            timer: Box::pin(tokio::time::sleep_until(handshake_deadline)),
-            handshake_deadline: Some(handshake_deadline),
-            next_ping: None,
+            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
+            handshake_deadline,
+            next_ping,
             close_deadline: None,
             paused_until: None,
             last_seen: now,

@@ -7,6 +7,7 @@
 //! [`Dialect`] and the per-connection [`Session`].
 
 pub mod ctproto;
+pub mod raw;
 mod session;
 pub mod socketcluster;
 
@@ -247,7 +248,8 @@ macro_rules! dialects {
         }
 
         impl Session {
-            /// A session for `dialect` that has not opened yet.
+            /// A session for `dialect`, not open yet unless the dialect has no opening
+            /// exchange.
             pub fn new(dialect: Dialect, options: &SessionOptions) -> Self {
                 match dialect {
                     $(Dialect::$name => Self::$name(<$session>::start(options)),)+
@@ -289,6 +291,8 @@ dialects! {
     SocketCluster => socketcluster::Session,
     /// CTProto: `{messageId, type, payload}` with an `authorize` first message.
     CtProto => ctproto::Session,
+    /// Plain WebSocket messages, no envelope: each one calls the endpoint's `route`.
+    Raw => raw::Session,
 }
 
 impl Session {

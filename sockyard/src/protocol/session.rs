@@ -4,18 +4,22 @@
 use crate::codec::{Encoding, FrameKind};
 use crate::error::ApiError;
 
+use super::socketcluster::CLOSE_PONG_TIMEOUT;
 use super::{EncodeError, Inbound, Outgoing, ProtocolVersion, Refusal};
+use crate::ws::frame::{self, OpCode};
 
 /// Settings a dialect session may need when it starts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     /// The SocketCluster protocol version served (other dialects ignore it).
     pub version: ProtocolVersion,
+    /// The route every message of a raw session calls (other dialects ignore it).
+    pub route: Option<String>,
 }
 
 /// One dialect's per-connection state and rules. Pure: no IO, no clocks.
 pub trait DialectSession: std::fmt::Debug + Send {
-    /// A session that has not opened yet.
+    /// A new connection's session: not open yet, unless the dialect has no opening exchange.
     fn start(options: &SessionOptions) -> Self
     where
         Self: Sized;
@@ -51,14 +55,20 @@ pub trait DialectSession: std::fmt::Debug + Send {
         Self: Sized;
 
     /// Appends the frames of one ping interval (complete WebSocket frames); returns how many of
-    /// them are data frames.
-    fn write_pings(&self, encoding: &Encoding, out: &mut Vec<u8>) -> u64;
+    /// them are data frames. By default one WebSocket ping, which every client answers.
+    fn write_pings(&self, _encoding: &Encoding, out: &mut Vec<u8>) -> u64 {
+        frame::write_frame(out, OpCode::Ping, b"");
+        0
+    }
 
     /// The close code and reason when the opening exchange does not happen in time.
     fn opening_timeout(&self) -> (u16, &'static str);
 
-    /// The close code and reason when the client has been silent for its ping timeout.
-    fn pong_timeout(&self) -> (u16, &'static str);
+    /// The close code and reason when the client has been silent for its ping timeout. By
+    /// default SocketCluster's: 4001 "Client pong timed out".
+    fn pong_timeout(&self) -> (u16, &'static str) {
+        (CLOSE_PONG_TIMEOUT, "Client pong timed out")
+    }
 
     /// How a refused opening ends.
     fn opening_refused(&self, error: &ApiError) -> Refusal;

@@ -41,6 +41,11 @@ pub struct EndpointConfig {
     pub authorizer: Authorizer,
     /// Protobuf codec settings (`[endpoint.protobuf]`); used when `codec = "protobuf"`.
     pub protobuf: ProtobufConfig,
+    /// Raw endpoints (required there): the route every message calls, with the message as its
+    /// data (text as a string, binary as `{"$binary":…}`). Other dialects ignore it. Default
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// `[endpoint.protobuf]`: the message types of a protobuf endpoint.
@@ -104,6 +109,7 @@ impl Default for EndpointConfig {
             authorize_timeout_ms: 3000,
             authorizer: Authorizer::Token,
             protobuf: ProtobufConfig::default(),
+            route: None,
         }
     }
 }
@@ -167,6 +173,7 @@ impl Endpoint {
             },
             session: SessionOptions {
                 version: config.protocol_version,
+                route: config.route.clone(),
             },
             api_routes: config.protobuf.routes.clone(),
             opening_timeout,

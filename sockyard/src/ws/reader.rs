@@ -31,8 +31,11 @@ pub struct MessageReader {
     max_message: usize,
     /// Bytes of a frame that has not been completely received yet.
     partial: Vec<u8>,
-    /// A fragmented message being reassembled: its opcode and the payload so far.
-    fragments: Option<(OpCode, Vec<u8>)>,
+    /// A fragmented message being reassembled.
+    fragments: Option<Fragmented>,
+    /// The peer's close frame has been read: it is the last frame the peer may send, so
+    /// whatever follows it is discarded unread (RFC 6455 §5.5.1).
+    closed: bool,
 }
 
 impl MessageReader {
@@ -44,6 +47,7 @@ impl MessageReader {
             max_message,
             partial: Vec::new(),
             fragments: None,
+            closed: false,
         }
     }
 
@@ -58,6 +62,9 @@ impl MessageReader {
     /// An error means the peer broke the protocol; the connection must be closed with
     /// [`FrameError::close_code`]. Messages parsed before the error are still in `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Message>) -> Result<(), FrameError> {
+        if self.closed {
+            return Ok(());
+        }
         if self.partial.is_empty() {
             let consumed = self.parse(input, out)?;
             self.keep(&input[consumed..]);
@@ -93,7 +100,11 @@ impl MessageReader {
     /// Parses complete frames from the front of `buf`; returns how many bytes were consumed.
     fn parse(&mut self, buf: &[u8], out: &mut Vec<Message>) -> Result<usize, FrameError> {
         let mut pos = 0;
-        while let Some(header) = frame::parse_header(&buf[pos..], self.role, self.max_message)? {
+        while !self.closed {
+            let Some(header) = frame::parse_header(&buf[pos..], self.role, self.max_message)?
+            else {
+                break;
+            };
             let start = pos + header.header_len;
             let end = start + header.payload_len;
             if end > buf.len() {
@@ -105,6 +116,10 @@ impl MessageReader {
             }
             pos = end;
             self.on_frame(header.fin, header.opcode, payload, out)?;
+        }
+        if self.closed {
+            // Nothing after the close frame is read: keep none of it.
+            return Ok(buf.len());
         }
         Ok(pos)
     }
@@ -119,21 +134,32 @@ impl MessageReader {
         match opcode {
             OpCode::Ping => out.push(Message::Ping(payload.into())),
             OpCode::Pong => out.push(Message::Pong(payload.into())),
-            OpCode::Close => out.push(Message::Close(frame::parse_close_body(&payload)?)),
+            OpCode::Close => {
+                out.push(Message::Close(frame::parse_close_body(&payload)?));
+                self.closed = true;
+                self.fragments = None;
+            }
             OpCode::Text | OpCode::Binary => {
                 if self.fragments.is_some() {
                     return Err(FrameError::BadFragment);
                 }
+                let mut message = Fragmented {
+                    opcode,
+                    data: payload,
+                    checked: 0,
+                };
                 if fin {
-                    out.push(finish(opcode, payload)?);
+                    out.push(message.finish()?);
                 } else {
-                    self.fragments = Some((opcode, payload));
+                    message.check_text()?;
+                    self.fragments = Some(message);
                 }
             }
             OpCode::Continuation => {
-                let Some((_, data)) = self.fragments.as_mut() else {
+                let Some(message) = self.fragments.as_mut() else {
                     return Err(FrameError::BadFragment);
                 };
+                let data = &mut message.data;
                 let total = data.len() + payload.len();
                 if total > self.max_message {
                     return Err(FrameError::TooLarge {
@@ -143,9 +169,11 @@ impl MessageReader {
                 }
                 data.extend_from_slice(&payload);
                 if fin {
-                    if let Some((first, data)) = self.fragments.take() {
-                        out.push(finish(first, data)?);
+                    if let Some(message) = self.fragments.take() {
+                        out.push(message.finish()?);
                     }
+                } else {
+                    message.check_text()?;
                 }
             }
         }
@@ -153,12 +181,40 @@ impl MessageReader {
     }
 }
 
-fn finish(opcode: OpCode, payload: Vec<u8>) -> Result<Message, FrameError> {
-    if opcode == OpCode::Text {
-        simdutf8::basic::from_utf8(&payload).map_err(|_| FrameError::InvalidUtf8)?;
-        Ok(Message::Text(payload.into()))
-    } else {
-        Ok(Message::Binary(payload.into()))
+/// A message whose frames have not all arrived yet (or a whole one-frame message).
+#[derive(Debug)]
+struct Fragmented {
+    opcode: OpCode,
+    data: Vec<u8>,
+    /// For text: how many leading bytes are known to be valid UTF-8.
+    checked: usize,
+}
+
+impl Fragmented {
+    /// Fails fast on text that can no longer become valid UTF-8, checking only the bytes that
+    /// arrived since the last check; a character cut at the end of a fragment may still be
+    /// completed by the next one.
+    fn check_text(&mut self) -> Result<(), FrameError> {
+        if self.opcode != OpCode::Text {
+            return Ok(());
+        }
+        match simdutf8::compat::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => self.checked = self.data.len(),
+            Err(err) if err.error_len().is_none() => self.checked += err.valid_up_to(),
+            Err(_) => return Err(FrameError::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    /// The complete message; text must be valid UTF-8 to the end.
+    fn finish(self) -> Result<Message, FrameError> {
+        if self.opcode == OpCode::Text {
+            simdutf8::basic::from_utf8(&self.data[self.checked..])
+                .map_err(|_| FrameError::InvalidUtf8)?;
+            Ok(Message::Text(self.data.into()))
+        } else {
+            Ok(Message::Binary(self.data.into()))
+        }
     }
 }
 
@@ -284,6 +340,54 @@ mod tests {
             .feed(&masked(OpCode::Close, &body), &mut out)
             .unwrap();
         assert_eq!(out, [Message::Close(Some((4100, "done".into())))]);
+    }
+
+    #[test]
+    fn fragmented_text_fails_as_soon_as_it_cannot_become_utf8() {
+        // Autobahn 6.4.1: "κόσμε" then 0xF4 0x90 (past U+10FFFF) then more; the second fragment
+        // already settles it, before the message ends.
+        let mut reader = MessageReader::new(Role::Server, 1000);
+        let first = fragment(false, OpCode::Text, "κόσμε".as_bytes());
+        assert_eq!(reader.feed(&first, &mut Vec::new()), Ok(()));
+        let bad = fragment(false, OpCode::Continuation, &[0xF4, 0x90, 0x80, 0x80]);
+        assert_eq!(
+            reader.feed(&bad, &mut Vec::new()),
+            Err(FrameError::InvalidUtf8)
+        );
+        // A character split between fragments is fine.
+        let mut reader = MessageReader::new(Role::Server, 1000);
+        let mut input = fragment(false, OpCode::Text, &[b'a', 0xC3]);
+        input.extend(fragment(false, OpCode::Continuation, &[0xA9, 0xE2, 0x82]));
+        input.extend(fragment(true, OpCode::Continuation, &[0xAC]));
+        let mut out = Vec::new();
+        reader.feed(&input, &mut out).unwrap();
+        assert_eq!(out, [Message::Text(Bytes::from("aé€"))]);
+        // One that is never completed is not.
+        let mut reader = MessageReader::new(Role::Server, 1000);
+        let mut input = fragment(false, OpCode::Text, &[b'a', 0xC3]);
+        input.extend(fragment(true, OpCode::Continuation, b""));
+        assert_eq!(
+            reader.feed(&input, &mut Vec::new()),
+            Err(FrameError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn nothing_after_the_close_frame_is_read() {
+        // Autobahn 7.1.3: a ping after the close frame gets no pong, so it must not surface.
+        let mut input = masked(OpCode::Close, &[0x03, 0xE8]);
+        input.extend(masked(OpCode::Ping, b""));
+        input.extend(masked(OpCode::Text, b"late"));
+        let mut reader = MessageReader::new(Role::Server, 1000);
+        let mut out = Vec::new();
+        reader.feed(&input, &mut out).unwrap();
+        assert_eq!(out, [Message::Close(Some((1000, String::new())))]);
+        assert!(reader.is_idle());
+        // Later bytes, even ones that break the framing rules, are discarded too.
+        reader.feed(&masked(OpCode::Ping, b"p"), &mut out).unwrap();
+        reader.feed(&[0xFF, 0xFF, 0xFF], &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(reader.is_idle());
     }
 
     #[test]
