@@ -7,10 +7,22 @@ use crate::error::ApiError;
 use super::{EncodeError, Inbound, Outgoing, ProtocolVersion, Refusal};
 
 /// Settings a dialect session may need when it starts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct SessionOptions {
     /// The SocketCluster protocol version served (other dialects ignore it).
     pub version: ProtocolVersion,
+    /// The largest encoded reply; a larger one is answered with [`super::reply_too_large`]
+    /// instead.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            version: ProtocolVersion::default(),
+            max_reply_bytes: usize::MAX,
+        }
+    }
 }
 
 /// One dialect's per-connection state and rules. Pure: no IO, no clocks.
