@@ -214,7 +214,10 @@ impl Config {
         if limits.write_stall_timeout_ms == 0 {
             return invalid("limits.write_stall_timeout_ms", "must be greater than 0");
         }
-        if self.channels.max_subscriptions == 0 || self.channels.max_channel_name_bytes == 0 {
+        if self.channels.max_subscriptions == 0
+            || self.channels.max_subscription_bytes == 0
+            || self.channels.max_channel_name_bytes == 0
+        {
             return invalid("channels", "limits must be greater than 0");
         }
         if self.storage.max_limit == 0 || self.storage.default_limit > self.storage.max_limit {

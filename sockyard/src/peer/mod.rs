@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::auth::access::AccessRules;
 use crate::auth::{now_seconds, Authenticator, Claims};
 use crate::error::ApiError;
-use crate::exchange::{Delivery, Exchange, SubscribeError, Subscriber};
+use crate::exchange::{Delivery, Exchange, SubscribeError, Subscriber, SubscriptionLimits};
 use crate::protocol::{CallId, EncodeError, Format, FormatKey, Outgoing};
 
 pub(crate) use outbox::CloseRequest;
@@ -114,6 +114,8 @@ struct State {
     claims: Option<Arc<Claims>>,
     /// Channels the connection is subscribed to.
     subscriptions: HashSet<Arc<str>>,
+    /// Bytes of their names.
+    subscription_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -446,7 +448,11 @@ impl Subscriber for ConnectionHandle {
         }
     }
 
-    fn add_subscription(&self, channel: &Arc<str>, limit: usize) -> Result<bool, SubscribeError> {
+    fn add_subscription(
+        &self,
+        channel: &Arc<str>,
+        limits: SubscriptionLimits,
+    ) -> Result<bool, SubscribeError> {
         let mut state = self.lock();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -454,19 +460,30 @@ impl Subscriber for ConnectionHandle {
         if state.subscriptions.contains(channel) {
             return Ok(false);
         }
-        if state.subscriptions.len() >= limit {
-            return Err(SubscribeError::Limit(limit));
+        if state.subscriptions.len() >= limits.count {
+            return Err(SubscribeError::Limit(limits.count));
         }
+        if state.subscription_bytes + channel.len() > limits.bytes {
+            return Err(SubscribeError::NameBytes(limits.bytes));
+        }
+        state.subscription_bytes += channel.len();
         state.subscriptions.insert(channel.clone());
         Ok(true)
     }
 
     fn remove_subscription(&self, channel: &str) -> bool {
-        self.lock().subscriptions.remove(channel)
+        let mut state = self.lock();
+        let removed = state.subscriptions.remove(channel);
+        if removed {
+            state.subscription_bytes -= channel.len();
+        }
+        removed
     }
 
     fn take_subscriptions(&self) -> Vec<Arc<str>> {
-        self.lock().subscriptions.drain().collect()
+        let mut state = self.lock();
+        state.subscription_bytes = 0;
+        state.subscriptions.drain().collect()
     }
 }
 
@@ -550,6 +567,35 @@ mod tests {
         // What was queued is released at once: it will never be written.
         let mut out = Vec::new();
         assert_eq!(conn.drain_into(&mut out, usize::MAX).frames, 0);
+    }
+
+    #[test]
+    fn subscriptions_are_bounded_in_count_and_in_name_bytes() {
+        let conn = handle(4);
+        let limits = SubscriptionLimits {
+            count: 3,
+            bytes: 10,
+        };
+        let channel = |name: &str| Arc::<str>::from(name);
+        assert_eq!(conn.add_subscription(&channel("abcd"), limits), Ok(true));
+        assert_eq!(conn.add_subscription(&channel("abcd"), limits), Ok(false));
+        assert_eq!(conn.add_subscription(&channel("efgh"), limits), Ok(true));
+        assert_eq!(
+            conn.add_subscription(&channel("ijk"), limits),
+            Err(SubscribeError::NameBytes(10))
+        );
+        assert!(conn.remove_subscription("abcd"));
+        assert_eq!(conn.add_subscription(&channel("ijk"), limits), Ok(true));
+        assert_eq!(conn.add_subscription(&channel("l"), limits), Ok(true));
+        assert_eq!(
+            conn.add_subscription(&channel("m"), limits),
+            Err(SubscribeError::Limit(3))
+        );
+        assert_eq!(conn.take_subscriptions().len(), 3);
+        assert_eq!(
+            conn.add_subscription(&channel("0123456789"), limits),
+            Ok(true)
+        );
     }
 
     #[test]
