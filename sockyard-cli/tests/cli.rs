@@ -1,41 +1,25 @@
 //! The `sockyard` binary as a user runs it: `config`, `serve` (with bad config, on a free port,
 //! with TLS, and stopped by SIGTERM) and `call`.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio_tungstenite::tungstenite::Message;
+use sockyard_test_support::binary::Sockyard;
+use sockyard_test_support::database::SqliteFile;
+use sockyard_test_support::http::dropped_within;
+use sockyard_test_support::process::Process;
+use sockyard_test_support::socketcluster::{handshake, handshaken};
+use sockyard_test_support::tempdir::TempDir;
+use sockyard_test_support::tls::{https_get, self_signed, wss_connect};
+use sockyard_test_support::ws::{expect_close, send, text, try_connect};
 
-mod tls_support;
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
-const BIN: &str = env!("CARGO_BIN_EXE_sockyard");
-
-/// A `sockyard serve` child process, killed when dropped.
+/// A `sockyard serve` child process on a database of its own, both removed when dropped.
 struct Served {
-    child: Child,
-    addr: String,
-    db: std::path::PathBuf,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.db.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A database file name no other test uses.
-fn scratch_db() -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("sockyard-cli-{}-{n}.db", std::process::id()))
+    process: Process,
+    _db: SqliteFile,
 }
 
 /// Starts `sockyard serve` on a free port and waits for its "listening" log line.
@@ -45,64 +29,33 @@ fn serve(extra: &[&str]) -> Served {
 
 /// [`serve`] with extra environment variables.
 fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let db = scratch_db();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
+    let db = SqliteFile::new("cli");
+    let process = SOCKYARD
+        .serve_launch(extra)
         .envs(env.iter().copied())
-        .env("SOCKYARD_STORAGE", format!("sqlite://{}", db.display()))
-        .env_remove("SOCKYARD_LISTEN")
-        .env_remove("SOCKYARD_LOG_LEVEL")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn sockyard");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("sockyard exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("local=").nth(1) {
-            if line.contains("listening") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr, db }
+        .env("SOCKYARD_STORAGE", db.url())
+        .start();
+    Served { process, _db: db }
 }
 
 /// A `sockyard serve` over TLS with a throwaway certificate, and its directory (removed on
 /// drop).
 struct TlsServed {
-    _served: Served,
-    addr: std::net::SocketAddr,
-    cert: std::path::PathBuf,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for TlsServed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    served: Served,
+    cert: PathBuf,
+    _dir: TempDir,
 }
 
 /// Starts `sockyard serve` with a new self-signed certificate given in the environment and, as
 /// `config`, a configuration file; `None` (test skipped) without openssl outside CI.
 fn serve_tls(name: &str, config: Option<&str>) -> Option<TlsServed> {
-    let dir = std::env::temp_dir().join(format!("sockyard-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = tls_support::self_signed(&dir)?;
+    let dir = TempDir::new(name);
+    let (cert, key) = self_signed(dir.path())?;
+    let file = config.map(|text| dir.write("sockyard.toml", text.as_bytes()));
     let mut extra = Vec::new();
-    if let Some(text) = config {
-        let file = dir.join("sockyard.toml");
-        std::fs::write(&file, text).unwrap();
-        extra = vec!["--config".to_owned(), file.to_str().unwrap().to_owned()];
+    if let Some(file) = &file {
+        extra = vec!["--config", file.to_str().unwrap()];
     }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let served = serve_with_env(
         &extra,
         &[
@@ -111,10 +64,9 @@ fn serve_tls(name: &str, config: Option<&str>) -> Option<TlsServed> {
         ],
     );
     Some(TlsServed {
-        addr: served.addr.parse().unwrap(),
-        _served: served,
+        served,
         cert,
-        dir,
+        _dir: dir,
     })
 }
 
@@ -127,22 +79,12 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// Sends the SocketCluster handshake and checks its reply.
-async fn handshake<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    ws.send(Message::text(
-        r##"{"event":"#handshake","data":{},"cid":1}"##,
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap().into_text().unwrap();
-    assert!(reply.contains(r#""rid":1"#), "{reply}");
-}
-
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run sockyard")
+    SOCKYARD
+        .command()
+        .args(args)
+        .output()
+        .expect("run sockyard")
 }
 
 #[test]
@@ -156,9 +98,8 @@ fn config_prints_a_valid_default() {
 
 #[test]
 fn serve_rejects_bad_config_naming_the_key() {
-    let dir = std::env::temp_dir().join(format!("sockyard-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
+    let dir = TempDir::new("cli-config");
+    let file = dir.file("bad.toml");
     std::fs::write(
         &file,
         "[limits]\nmax_messages_per_second = 10\nmystery = true\n",
@@ -178,17 +119,16 @@ fn serve_rejects_bad_config_naming_the_key() {
     let out = run(&[
         "serve",
         "--config",
-        dir.join("absent.toml").to_str().unwrap(),
+        dir.file("absent.toml").to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml"));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn call_prints_replies_and_errors() {
     let served = serve(&[]);
-    let url = format!("ws://{}/socketcluster/", served.addr);
+    let url = served.process.url("/socketcluster/");
     let out = run(&["call", &url, "echo", r#"{"hello":["world",1]}"#]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
@@ -203,7 +143,7 @@ fn call_prints_replies_and_errors() {
     assert_eq!(body["name"], "NotFound");
 
     // The binary codecs, on the demo's endpoints for them.
-    let minbin = format!("ws://{}/socketcluster-minbin/", served.addr);
+    let minbin = served.process.url("/socketcluster-minbin/");
     let out = run(&[
         "call",
         "--codec",
@@ -217,7 +157,7 @@ fn call_prints_replies_and_errors() {
         r#"{"m":[1]}"#,
         "{out:?}"
     );
-    let protobuf = format!("ws://{}/socketcluster-protobuf/", served.addr);
+    let protobuf = served.process.url("/socketcluster-protobuf/");
     let out = run(&[
         "call",
         "--codec",
@@ -236,12 +176,7 @@ fn call_prints_replies_and_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
 
-    let out = run(&[
-        "call",
-        &format!("ws://{}/nowhere", served.addr),
-        "echo",
-        "1",
-    ]);
+    let out = run(&["call", &served.process.url("/nowhere"), "echo", "1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
@@ -249,56 +184,32 @@ fn call_prints_replies_and_errors() {
 #[test]
 fn sigterm_closes_clients_with_1001_and_exits_zero() {
     let mut served = serve(&[]);
-    let url = format!("ws://{}/socketcluster/", served.addr);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        ws.send(Message::text(r##"{"event":"#handshake","cid":1}"##))
+    let url = served.process.url("/socketcluster/");
+    block_on(async {
+        let mut ws = handshaken(&url).await;
+        served.process.signal("TERM");
+        assert_eq!(expect_close(&mut ws).await.0, 1001);
+        let status = served
+            .process
+            .wait_exit(Duration::from_secs(10))
             .await
-            .unwrap();
-        ws.next().await.unwrap().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &served.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let close = loop {
-            match tokio::time::timeout(Duration::from_secs(5), ws.next())
-                .await
-                .unwrap()
-            {
-                Some(Ok(Message::Close(frame))) => break frame.unwrap(),
-                Some(Ok(_)) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
-        assert_eq!(u16::from(close.code), 1001);
+            .expect("did not exit");
+        assert!(status.success(), "{status:?}");
     });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn token_listen_and_publish_work_together() {
     let served = serve(&[]);
-    let url = format!("ws://{}/socketcluster/", served.addr);
+    let url = served.process.url("/socketcluster/");
     // A token signed with the configured key opens private channels.
     let out = run(&["token", "--claims", r#"{"username":"ann"}"#]);
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
 
-    let mut listener = Command::new(BIN)
+    let mut listener = SOCKYARD
+        .command()
         .args([
             "listen",
             &url,
@@ -357,48 +268,28 @@ fn serve_with_tls_answers_wss_and_https_only() {
     let Some(tls) = serve_tls("tls", None) else {
         return;
     };
-    let (addr, cert) = (tls.addr, tls.cert.clone());
+    let (addr, cert) = (tls.served.process.addr, tls.cert.clone());
     block_on(async {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         // HTTPS.
-        let mut tls = tls_support::tls_connect(addr, &cert)
-            .await
-            .expect("TLS handshake");
-        tls.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
-        let reply = String::from_utf8_lossy(&reply);
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        assert!(reply.contains(r#""status":"ok""#), "{reply}");
+        let reply = https_get(addr, &cert, "/health").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(reply.body.contains(r#""status":"ok""#), "{reply:?}");
         // WSS: a SocketCluster handshake and a call.
-        let mut ws = tls_support::wss_connect(addr, &cert, "/socketcluster/").await;
+        let mut ws = wss_connect(addr, &cert, "/socketcluster/").await;
         handshake(&mut ws).await;
-        ws.send(Message::text(
-            r#"{"event":"echo","data":"over tls","cid":2}"#,
-        ))
-        .await
-        .unwrap();
-        let echo = ws.next().await.unwrap().unwrap().into_text().unwrap();
-        assert_eq!(echo.as_str(), r#"{"rid":2,"data":"over tls"}"#);
+        send(&mut ws, r#"{"event":"echo","data":"over tls","cid":2}"#).await;
+        assert_eq!(text(&mut ws).await, r#"{"rid":2,"data":"over tls"}"#);
         // Plain ws:// on the TLS port gets no WebSocket.
-        let plain = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(format!("ws://{addr}/socketcluster/")),
-        )
-        .await
-        .unwrap();
-        assert!(plain.is_err());
+        assert!(try_connect(&format!("ws://{addr}/socketcluster/"))
+            .await
+            .is_err());
     });
 }
 
 #[test]
 fn serve_refuses_a_tls_certificate_without_its_key() {
-    let output = Command::new(BIN)
+    let output = SOCKYARD
+        .command()
         .args([
             "serve",
             "--listen",
@@ -416,7 +307,8 @@ fn serve_refuses_a_tls_certificate_without_its_key() {
 
 #[test]
 fn serve_refuses_a_certificate_it_cannot_read() {
-    let output = Command::new(BIN)
+    let output = SOCKYARD
+        .command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args([
             "--tls-cert",
@@ -439,16 +331,16 @@ fn serve_drops_a_connection_that_never_starts_its_tls_handshake() {
     let Some(tls) = serve_tls("tls-wait", Some("[limits]\nhttp_header_timeout_ms = 300\n")) else {
         return;
     };
-    let (addr, cert) = (tls.addr, tls.cert.clone());
+    let (addr, cert) = (tls.served.process.addr, tls.cert.clone());
     block_on(async {
         let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let waited = tls_support::dropped_within(silent, Duration::from_secs(5)).await;
+        let waited = dropped_within(silent, Duration::from_secs(5)).await;
         assert!(
             waited >= Duration::from_millis(250),
             "dropped after {waited:?}"
         );
         // Others still get in.
-        let mut ws = tls_support::wss_connect(addr, &cert, "/socketcluster/").await;
+        let mut ws = wss_connect(addr, &cert, "/socketcluster/").await;
         handshake(&mut ws).await;
     });
 }

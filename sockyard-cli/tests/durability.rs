@@ -2,118 +2,48 @@
 //! is SIGKILLed while clients stream creates, restarted on the same storage (SQLite, PostgreSQL),
 //! and every acknowledged record must be read back unchanged.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sockyard::client::{Client, ClientError, ClientOptions};
+use sockyard_test_support::binary::Sockyard;
+use sockyard_test_support::database::{postgres_admin, PostgresSchema, SqliteFile, POSTGRES_URL};
+use sockyard_test_support::process::Process;
+use sockyard_test_support::skip::ok_or_skip;
 use sqlx::{AssertSqlSafe, Row as _};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sockyard");
-
-/// The PostgreSQL database the test uses (each run in a schema of its own).
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
 /// Connections that stream creates, and concurrent creates on each.
 const CLIENTS: usize = 4;
 const STREAMS_PER_CLIENT: usize = 4;
 /// Acknowledged creates before the kill.
 const KILL_AFTER: usize = 300;
-/// How long any one phase (start-up, reaching `KILL_AFTER`, draining, reading back) may take:
-/// a bound against hangs, generous enough for a debug build on a loaded machine.
+/// How long any one phase (reaching `KILL_AFTER`, draining, reading back) may take: a bound
+/// against hangs, generous enough for a debug build on a loaded machine.
 const PHASE_LIMIT: Duration = Duration::from_secs(30);
+/// How much of a server's log the failure messages show.
+const LOG_TAIL: usize = 200;
 
-/// A `sockyard serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Server {
-    /// Starts the demo application on a free port of 127.0.0.1 with records in `storage`, and
-    /// waits for its "listening" log line.
-    fn start(storage: &str) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "info"])
-            .env("SOCKYARD_STORAGE", storage)
-            .env_remove("SOCKYARD_LISTEN")
-            .env_remove("SOCKYARD_LOG_LEVEL")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sockyard");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let kept = log.clone();
-        // Reads the log until the process ends, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut addr_tx = Some(addr_tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("listening") {
-                    if let Some(rest) = line.split("local=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
-                        if let Some(tx) = addr_tx.take() {
-                            let _ = tx.send(addr.to_owned());
-                        }
-                    }
-                }
-                let mut kept = kept.lock().unwrap();
-                if kept.len() == 200 {
-                    kept.pop_front();
-                }
-                kept.push_back(line);
-            }
-        });
-        let mut server = Self {
-            child,
-            addr: String::new(),
-            log,
-        };
-        match addr_rx.recv_timeout(PHASE_LIMIT) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => panic!(
-                "sockyard did not start listening on {storage}; its log:\n{}",
-                server.log_tail()
-            ),
-        }
-        assert!(
-            server.addr.starts_with("127.0.0.1:"),
-            "listening on {}",
-            server.addr
-        );
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/socketcluster/", self.addr)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log.lock().unwrap();
-        log.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    /// SIGKILL: no shutdown code runs, nothing is flushed by the server.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL sockyard");
-        let status = self.child.wait().expect("wait for sockyard");
-        assert!(!status.success(), "killed server exited with {status:?}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the demo application (`sockyard serve`) on a free port of 127.0.0.1 with records in
+/// `storage`, and waits for its "listening" log line.
+fn start(storage: &str) -> Process {
+    let server = SOCKYARD
+        .serve_launch(&["--log-level", "info"])
+        .env("SOCKYARD_STORAGE", storage)
+        .env("NO_COLOR", "1")
+        .start();
+    assert_eq!(
+        server.addr.ip(),
+        Ipv4Addr::LOCALHOST,
+        "listening on {}",
+        server.addr
+    );
+    server
 }
 
 /// What the streaming clients saw.
@@ -219,8 +149,8 @@ struct Outcome {
 /// restarts it on the same storage and checks that every acknowledged record is there.
 async fn kill_and_verify(storage: &str, label: &str) -> Outcome {
     let started = Instant::now();
-    let mut server = Server::start(storage);
-    let url = server.url();
+    let mut server = start(storage);
+    let url = server.url("/socketcluster/");
     let options = ClientOptions::default()
         .auto_reconnect(false)
         .ack_timeout(Duration::from_secs(5));
@@ -250,15 +180,16 @@ async fn kill_and_verify(storage: &str, label: &str) -> Outcome {
             "only {} creates acknowledged in {PHASE_LIMIT:?}; problems: {:?}; server log:\n{}",
             shared.acknowledged.load(Ordering::SeqCst),
             shared.problems.lock().unwrap(),
-            server.log_tail()
+            server.log_tail(LOG_TAIL)
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     shared.killed.store(true, Ordering::SeqCst);
     let in_flight_at_kill = shared.in_flight.load(Ordering::SeqCst);
     let acknowledged_at_kill = shared.acknowledged.load(Ordering::SeqCst);
-    server.kill();
-    let first_log = server.log_tail();
+    let status = server.kill();
+    assert!(!status.success(), "killed server exited with {status:?}");
+    let first_log = server.log_tail(LOG_TAIL);
     drop(server);
 
     let drained = tokio::time::timeout(PHASE_LIMIT, futures_util::future::join_all(tasks))
@@ -298,8 +229,8 @@ async fn kill_and_verify(storage: &str, label: &str) -> Outcome {
     }
 
     // Restart on the same storage and read everything back.
-    let server = Server::start(storage);
-    let (client, _events) = Client::connect(&server.url(), options)
+    let server = start(storage);
+    let (client, _events) = Client::connect(&server.url("/socketcluster/"), options)
         .await
         .expect("connect after restart");
     let stored = tokio::time::timeout(PHASE_LIMIT, list_all(&client))
@@ -327,7 +258,7 @@ async fn kill_and_verify(storage: &str, label: &str) -> Outcome {
         changed.len(),
         &lost[..lost.len().min(20)],
         &changed[..changed.len().min(20)],
-        server.log_tail()
+        server.log_tail(LOG_TAIL)
     );
     // The only other records may be creates cut off by the kill after their commit.
     for (id, record) in &stored {
@@ -371,32 +302,15 @@ async fn kill_and_verify(storage: &str, label: &str) -> Outcome {
     }
 }
 
-/// Removes a SQLite database and its `-wal` and `-shm` files when dropped.
-struct SqliteFiles(std::path::PathBuf);
-
-impl Drop for SqliteFiles {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_every_acknowledged_create_across_sigkill() {
-    let file = std::env::temp_dir().join(format!(
-        "sockyard-durability-{}-{}.db",
-        std::process::id(),
-        unique()
-    ));
-    let files = SqliteFiles(file.clone());
-    let outcome = kill_and_verify(&format!("sqlite://{}", file.display()), "sqlite").await;
+    let file = SqliteFile::new("durability");
+    let path = file.path().to_owned();
+    let outcome = kill_and_verify(&file.url(), "sqlite").await;
     assert!(outcome.stored >= outcome.acknowledged, "{outcome:?}");
-    drop(files);
+    drop(file);
     for suffix in ["", "-wal", "-shm"] {
-        let mut path = file.clone().into_os_string();
+        let mut path = path.clone().into_os_string();
         path.push(suffix);
         assert!(
             !std::path::Path::new(&path).exists(),
@@ -407,69 +321,26 @@ async fn sqlite_keeps_every_acknowledged_create_across_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_every_acknowledged_create_across_sigkill() {
-    use futures_util::FutureExt as _;
-
-    use sqlx::Connection as _;
-
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::postgres::PgConnection::connect(POSTGRES_URL),
-    )
-    .await
-    .map_err(|_| "no answer within 5 s".to_owned())
-    .and_then(|r| r.map_err(|e| e.to_string()));
-    let mut admin = match connected {
-        Ok(connection) => connection,
-        Err(err) if may_skip() => {
-            eprintln!(
-                "skipping the PostgreSQL durability test: {POSTGRES_URL} is unreachable ({err}); \
-                 with CI=true this fails"
-            );
-            return;
-        }
-        Err(err) => panic!("PostgreSQL at {POSTGRES_URL} is unreachable: {err}"),
+    let schema = PostgresSchema::create("durability")
+        .await
+        .map_err(|err| format!("{POSTGRES_URL} is unreachable ({err})"));
+    // Dropped however the test ends, with the records in it.
+    let Some(schema) = ok_or_skip("the PostgreSQL durability test", schema) else {
+        return;
     };
-    // A lowercase identifier of letters, digits and underscores: safe to splice.
-    let schema = format!("sockyard_durability_{}_{}", std::process::id(), unique());
-    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
+    let outcome = kill_and_verify(&schema.url(), "postgres").await;
+    // The records are in the test schema, not wherever the default search path points.
+    let admin = postgres_admin()
         .await
-        .expect("create the test schema");
-    // `options` is passed to the server at connection start: every connection of the
-    // server's pool gets this search path, so its tables land in the test schema.
-    let storage = format!("{POSTGRES_URL}?options=-c%20search_path%3D{schema}");
-    let result = std::panic::AssertUnwindSafe(async {
-        let outcome = kill_and_verify(&storage, "postgres").await;
-        // The records are in the test schema, not wherever the default search path points.
-        let in_schema: i64 = sqlx::query(AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM {schema}.creature"
-        )))
-        .fetch_one(&mut admin)
-        .await
-        .expect("count the records in the test schema")
-        .get(0);
-        assert_eq!(in_schema as usize, outcome.stored, "{outcome:?}");
-    })
-    .catch_unwind()
-    .await;
-    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut admin)
-        .await
-        .expect("drop the test schema");
-    admin.close().await.expect("close the admin connection");
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Whether a missing PostgreSQL may skip the test: only outside CI.
-fn may_skip() -> bool {
-    std::env::var("CI").map_or(true, |v| v != "true" && v != "1")
-}
-
-/// A number that differs between runs (names of files and schemas).
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+        .expect("connect to count the records");
+    let in_schema: i64 = sqlx::query(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {}.creature",
+        schema.name()
+    )))
+    .fetch_one(&admin)
+    .await
+    .expect("count the records in the test schema")
+    .get(0);
+    assert_eq!(in_schema as usize, outcome.stored, "{outcome:?}");
+    admin.close().await;
 }

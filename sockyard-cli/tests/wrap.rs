@@ -1,25 +1,27 @@
 //! Every ScaleSocket 0.2.4 flag of `sockyard wrap`, checked on the real binary with real
 //! WebSocket clients and real wrapped programs (cat, sh, printf, python3).
 
-mod wrap_support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sockyard_test_support::binary::{free_ports, Sockyard};
+use sockyard_test_support::http::metric;
+use sockyard_test_support::process::Process;
+use sockyard_test_support::programs::*;
+use sockyard_test_support::tempdir::TempDir;
+use sockyard_test_support::wait::WAIT;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::Message;
-use wrap_support::*;
+
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
 const SHORT: Duration = Duration::from_millis(200);
-
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
-}
 
 #[tokio::test]
 async fn addr_binds_where_asked_and_health_answers() {
     let port = free_ports(1);
     let addr = format!("127.0.0.1:{port}");
-    let server = wrap(&["--addr", &addr, "cat"]);
+    let server = SOCKYARD.wrap(&["--addr", &addr, "cat"]);
     assert_eq!(server.addr.to_string(), addr);
     assert!(
         server
@@ -46,7 +48,7 @@ async fn addr_binds_where_asked_and_health_answers() {
 
 #[tokio::test]
 async fn binary_mode_passes_raw_bytes_both_ways() {
-    let server = wrap(&["-b", "cat"]);
+    let server = SOCKYARD.wrap(&["-b", "cat"]);
     let mut ws = connect(&server.url("/b")).await;
     // A text message is written without a newline and comes back in binary frames.
     send(&mut ws, "go").await;
@@ -59,7 +61,7 @@ async fn binary_mode_passes_raw_bytes_both_ways() {
 
 #[tokio::test]
 async fn cache_all_replays_the_last_messages_to_a_late_joiner() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--cache",
         "all:3",
         "sh",
@@ -80,7 +82,7 @@ async fn cache_all_replays_the_last_messages_to_a_late_joiner() {
 #[tokio::test]
 async fn cache_with_a_bare_size_is_accepted() {
     // ScaleSocket documents `--cache SIZE` but refuses it.
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--cache",
         "2",
         "sh",
@@ -98,7 +100,7 @@ async fn cache_with_a_bare_size_is_accepted() {
 #[tokio::test]
 async fn cache_tagged_keeps_only_messages_marked_cache() {
     let script = r#"printf '%s\n' '{"_cache":true,"n":1}' '{"n":2}' '{"_cache":true,"n":3}' '{"_cache":true,"n":4}' '{"n":5}'; exec cat"#;
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--frame=json",
         "--cache",
         "tagged:2",
@@ -125,7 +127,7 @@ async fn cachepersist_keeps_history_across_a_program_restart() {
             args.push("--cachepersist");
         }
         args.extend(["sh", "--", "-c", r#"echo "run $$"; exec cat"#]);
-        let server = wrap(&args);
+        let server = SOCKYARD.wrap(&args);
         let mut a = connect(&server.url("/p")).await;
         let first_run = text(&mut a).await;
         assert!(first_run.starts_with("run "), "{first_run}");
@@ -153,7 +155,7 @@ async fn cachepersist_keeps_history_across_a_program_restart() {
 async fn cachepersist_history_reaches_a_client_that_comes_straight_back() {
     // The program takes a second to exit once its input closes; the client is back before.
     let script = r#"echo "run $$"; while read l; do echo "$l"; done; sleep 1"#;
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--cache",
         "all:4",
         "--cachepersist",
@@ -187,7 +189,7 @@ async fn cachepersist_history_reaches_a_client_that_comes_straight_back() {
 
 #[tokio::test]
 async fn delay_holds_messages_sent_meanwhile_then_delivers_them() {
-    let server = wrap(&["--delay", "1", "cat"]);
+    let server = SOCKYARD.wrap(&["--delay", "1", "cat"]);
     let started = Instant::now();
     let mut ws = connect(&server.url("/d")).await;
     send(&mut ws, "early").await;
@@ -204,7 +206,7 @@ async fn delay_holds_messages_sent_meanwhile_then_delivers_them() {
 
 #[tokio::test]
 async fn delimiters_split_output_at_any_given_byte() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--delimiters=,;",
         "sh",
         "--",
@@ -218,7 +220,7 @@ async fn delimiters_split_output_at_any_given_byte() {
 
 #[tokio::test]
 async fn delimiters_accept_escapes() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         r"--delimiters=\t\\",
         "sh",
         "--",
@@ -232,8 +234,8 @@ async fn delimiters_accept_escapes() {
 #[tokio::test]
 async fn null_ends_messages_at_nul_alone_or_with_delimiters() {
     let script = r"printf 'a\nb\0c,d\0'; exec cat";
-    let alone = wrap(&["--null", "sh", "--", "-c", script]);
-    let both = wrap(&["--null", "--delimiters=,", "sh", "--", "-c", script]);
+    let alone = SOCKYARD.wrap(&["--null", "sh", "--", "-c", script]);
+    let both = SOCKYARD.wrap(&["--null", "--delimiters=,", "sh", "--", "-c", script]);
     let mut ws = connect(&alone.url("/n")).await;
     assert_eq!(texts(&mut ws, 2).await, ["a\nb", "c,d"]);
     let mut ws = connect(&both.url("/n")).await;
@@ -242,7 +244,7 @@ async fn null_ends_messages_at_nul_alone_or_with_delimiters() {
 
 #[tokio::test]
 async fn join_and_leave_messages_fill_every_placeholder_without_injection() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--joinmsg",
         "join id=#ID room=#ROOM addr=#REMOTE_ADDR qs=#QUERY_STRING name=#QUERY_NAME x=#QUERY_X missing=#QUERY_NOPE",
         "--leavemsg",
@@ -278,7 +280,7 @@ async fn join_and_leave_messages_fill_every_placeholder_without_injection() {
 
 #[tokio::test]
 async fn json_mode_adds_from_routes_to_and_announces_joins() {
-    let server = wrap(&["--json", "cat"]);
+    let server = SOCKYARD.wrap(&["--json", "cat"]);
     let mut a = connect(&server.url("/j")).await;
     assert_eq!(text(&mut a).await, r#"{"t":"Join","_from":1}"#);
     let mut b = connect(&server.url("/j")).await;
@@ -300,7 +302,7 @@ async fn json_mode_adds_from_routes_to_and_announces_joins() {
 
 #[tokio::test]
 async fn log_json_writes_one_json_object_per_line() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--log",
         "json",
         "sh",
@@ -315,14 +317,14 @@ async fn log_json_writes_one_json_object_per_line() {
     let lines = server.log_lines();
     assert!(lines.len() >= 3, "{lines:?}");
     for line in &lines {
-        let value = parse(line);
+        let value = parse_json(line);
         assert!(value["level"].is_string(), "{line}");
         assert!(value["fields"].is_object(), "{line}");
     }
     // The program's stderr is logged with its room.
     let stderr_line = lines
         .iter()
-        .map(|l| parse(l))
+        .map(|l| parse_json(l))
         .find(|v| v["fields"]["message"] == "oops-on-stderr")
         .unwrap();
     assert_eq!(stderr_line["fields"]["room"], "lj");
@@ -331,7 +333,7 @@ async fn log_json_writes_one_json_object_per_line() {
 
 #[tokio::test]
 async fn metrics_expose_room_series_with_room_labels() {
-    let server = wrap(&["--metrics", "cat"]);
+    let server = SOCKYARD.wrap(&["--metrics", "cat"]);
     let mut a = connect(&server.url("/m1")).await;
     let mut b = connect(&server.url("/m1")).await;
     send(&mut a, "one").await;
@@ -381,7 +383,7 @@ async fn metrics_expose_room_series_with_room_labels() {
 
 #[tokio::test]
 async fn oneshot_serves_one_client_then_exits() {
-    let mut server = wrap(&["--oneshot", "cat"]);
+    let mut server = SOCKYARD.wrap(&["--oneshot", "cat"]);
     let mut a = connect(&server.url("/o")).await;
     send(&mut a, "only").await;
     assert_eq!(text(&mut a).await, "only");
@@ -402,7 +404,7 @@ async fn oneshot_serves_one_client_then_exits() {
 async fn oneshot_exits_when_its_program_does() {
     // Everything it printed arrives before the close that says it exited, though the
     // server starts stopping at once.
-    let mut server = wrap(&["--oneshot", "seq", "--", "1", "3000"]);
+    let mut server = SOCKYARD.wrap(&["--oneshot", "seq", "--", "1", "3000"]);
     let mut ws = connect(&server.url("/o")).await;
     let (messages, code, reason) = until_close(&mut ws).await;
     assert_eq!(messages.len(), 3000);
@@ -413,9 +415,9 @@ async fn oneshot_exits_when_its_program_does() {
     assert!(status.success(), "{status:?}");
 }
 
-async fn env_of(server: &Server, room: &str) -> Value {
+async fn env_of(server: &Process, room: &str) -> Value {
     let mut ws = connect(&server.url(room)).await;
-    parse(&text(&mut ws).await)
+    json_text(&mut ws).await
 }
 
 #[tokio::test]
@@ -424,7 +426,8 @@ async fn passenv_passes_only_the_listed_variables() {
     let start = |flags: &[&str]| {
         let mut args = flags.to_vec();
         args.extend(program);
-        Wrap::new(&args)
+        SOCKYARD
+            .wrap_launch(&args)
             .env("FOO", "foo-value")
             .env("LD_LIBRARY_PATH", "sockyard-test-lib")
             .env("HOME", "sockyard-test-home")
@@ -453,7 +456,7 @@ async fn passenv_passes_only_the_listed_variables() {
 
 #[tokio::test]
 async fn rooms_allow_list_refuses_other_names_with_400() {
-    let server = wrap(&["--rooms", "alpha,beta", "cat"]);
+    let server = SOCKYARD.wrap(&["--rooms", "alpha,beta", "cat"]);
     let mut alpha = connect(&server.url("/alpha")).await;
     let mut beta = connect(&server.url("/beta")).await;
     assert_eq!(
@@ -472,7 +475,7 @@ async fn rooms_allow_list_refuses_other_names_with_400() {
 
 #[tokio::test]
 async fn maxrooms_refuses_a_new_room_with_429_until_one_ends() {
-    let server = wrap(&["--maxrooms", "1", "cat"]);
+    let server = SOCKYARD.wrap(&["--maxrooms", "1", "cat"]);
     let a = connect(&server.url("/r1")).await;
     let b = connect(&server.url("/r1")).await;
     assert_eq!(
@@ -482,21 +485,12 @@ async fn maxrooms_refuses_a_new_room_with_429_until_one_ends() {
     leave(a).await;
     leave(b).await;
     // The slot frees once r1's program is gone.
-    let deadline = Instant::now() + WAIT;
-    let mut c = loop {
-        match try_connect(&server.url("/r2")).await {
-            Ok(ws) => break ws,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-            Err(err) => panic!("r2 never opened: {err}"),
-        }
-    };
+    let mut c = connect_eventually(&server.url("/r2"), "r2 to open").await;
     send(&mut c, "second room").await;
     assert_eq!(text(&mut c).await, "second room");
 
     // `--maxforks` is the same limit.
-    let server = wrap(&["--maxforks", "1", "cat"]);
+    let server = SOCKYARD.wrap(&["--maxforks", "1", "cat"]);
     let _a = connect(&server.url("/r1")).await;
     assert_eq!(refusal(&server.url("/r2")).await.0, 429);
 }
@@ -504,7 +498,7 @@ async fn maxrooms_refuses_a_new_room_with_429_until_one_ends() {
 #[tokio::test]
 async fn frame_json_with_and_without_a_value() {
     for flag in ["--frame", "--frame=json"] {
-        let server = wrap(&[flag, "cat"]);
+        let server = SOCKYARD.wrap(&[flag, "cat"]);
         let mut a = connect(&server.url("/f")).await;
         let mut b = connect(&server.url("/f")).await;
         // No join messages (unlike --json): the first message is the echo.
@@ -521,7 +515,7 @@ async fn frame_json_with_and_without_a_value() {
 
 #[tokio::test]
 async fn frame_gwsocket_both_ways_targets_ids_and_broadcasts_id_0() {
-    let server = wrap(&["--frame=gwsocket", python(), "--", "-c", GW_ECHO]);
+    let server = SOCKYARD.wrap(&["--frame=gwsocket", python(), "--", "-c", GW_ECHO]);
     let mut a = connect(&server.url("/g")).await;
     let mut b = connect(&server.url("/g")).await;
     // Client 1's text frame reaches the program as (1, text, "hi"): the echo goes to 1 only,
@@ -557,7 +551,7 @@ async fn frame_gwsocket_both_ways_targets_ids_and_broadcasts_id_0() {
 
 #[tokio::test]
 async fn clientframe_json_alone_adds_from_without_routing() {
-    let server = wrap(&["--clientframe=json", "cat"]);
+    let server = SOCKYARD.wrap(&["--clientframe=json", "cat"]);
     let mut a = connect(&server.url("/cj")).await;
     let mut b = connect(&server.url("/cj")).await;
     send(&mut a, r#"{"_to":2,"v":1}"#).await;
@@ -568,7 +562,7 @@ async fn clientframe_json_alone_adds_from_without_routing() {
 
 #[tokio::test]
 async fn serverframe_json_alone_routes_without_adding_from() {
-    let server = wrap(&["--serverframe=json", "cat"]);
+    let server = SOCKYARD.wrap(&["--serverframe=json", "cat"]);
     let mut a = connect(&server.url("/sj")).await;
     let mut b = connect(&server.url("/sj")).await;
     send(&mut a, r#"{"_to":2,"v":1}"#).await;
@@ -580,7 +574,7 @@ async fn serverframe_json_alone_routes_without_adding_from() {
 
 #[tokio::test]
 async fn clientframe_gwsocket_alone_frames_client_messages() {
-    let server = wrap(&["--clientframe=gwsocket", python(), "--", "-c", GW_DUMP]);
+    let server = SOCKYARD.wrap(&["--clientframe=gwsocket", python(), "--", "-c", GW_DUMP]);
     let mut a = connect(&server.url("/cg")).await;
     let mut b = connect(&server.url("/cg")).await;
     send(&mut a, "hi").await;
@@ -595,7 +589,7 @@ async fn clientframe_gwsocket_alone_frames_client_messages() {
 
 #[tokio::test]
 async fn serverframe_gwsocket_alone_routes_program_frames() {
-    let server = wrap(&["--serverframe=gwsocket", python(), "--", "-c", LINES_TO_GW]);
+    let server = SOCKYARD.wrap(&["--serverframe=gwsocket", python(), "--", "-c", LINES_TO_GW]);
     let mut a = connect(&server.url("/sg")).await;
     let mut b = connect(&server.url("/sg")).await;
     send(&mut a, "2 hello-b").await;
@@ -618,7 +612,7 @@ async fn staticdir_serves_files_without_leaving_the_directory() {
     dir.write("site/index.html", b"<h1>home</h1>");
     dir.write("site/sub/a.txt", b"nested file");
     dir.write("secret.txt", b"top secret");
-    let server = wrap(&["--staticdir", &dir.arg("site"), "cat"]);
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site"), "cat"]);
     let index = server.get("/").await;
     assert_eq!(index.status, 200);
     assert_eq!(index.body, "<h1>home</h1>");
@@ -648,7 +642,7 @@ async fn staticdir_serves_files_without_leaving_the_directory() {
 
 #[tokio::test]
 async fn api_lists_rooms_connections_and_metadata() {
-    let server = wrap(&["--api", "--json", "cat"]);
+    let server = SOCKYARD.wrap(&["--api", "--json", "cat"]);
     assert_eq!(server.get("/api/rooms").await.json(), json!([]));
     let mut a = connect(&server.url("/lobby")).await;
     let b = connect(&server.url("/lobby")).await;
@@ -685,7 +679,7 @@ async fn api_lists_rooms_connections_and_metadata() {
 async fn tcp_talks_to_the_program_on_its_port_after_the_default_delay() {
     let start = free_ports(2);
     let ports = format!("{start}:{}", start + 2);
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--tcp",
         "--tcpports",
         &ports,
@@ -713,8 +707,8 @@ async fn tcp_talks_to_the_program_on_its_port_after_the_default_delay() {
 
 #[tokio::test]
 async fn verbose_adds_debug_lines_and_text_logs_have_no_colour_codes() {
-    let quiet = wrap(&["cat"]);
-    let loud = wrap(&["-v", "cat"]);
+    let quiet = SOCKYARD.wrap(&["cat"]);
+    let loud = SOCKYARD.wrap(&["-v", "cat"]);
     for server in [&quiet, &loud] {
         let mut ws = connect(&server.url("/v")).await;
         send(&mut ws, "x").await;
@@ -741,14 +735,14 @@ fn conflicting_or_bad_flags_are_refused_at_start() {
         (&[r"--delimiters=\q", "cat"], "unknown escape"),
         (&["--delimiters", ",", "cat"], "--delimiters"),
     ] {
-        let (_, stderr) = wrap_fails(args);
+        let (_, stderr) = SOCKYARD.wrap_fails(args);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
 
 #[tokio::test]
 async fn text_and_binary_client_messages_become_lines() {
-    let server = wrap(&["cat"]);
+    let server = SOCKYARD.wrap(&["cat"]);
     let mut ws = connect(&server.url("/l")).await;
     send(&mut ws, "multi\nline").await;
     assert_eq!(texts(&mut ws, 2).await, ["multi", "line"]);
@@ -760,7 +754,7 @@ async fn text_and_binary_client_messages_become_lines() {
 #[tokio::test]
 async fn maxrooms_counts_programs_still_stopping() {
     // A program that ignores the end of its input keeps its slot through the grace period.
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--maxrooms",
         "1",
         "--grace",
@@ -778,14 +772,5 @@ async fn maxrooms_counts_programs_still_stopping() {
         (429, "Too many rooms\n".to_owned()),
         "r1's program is still stopping"
     );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match try_connect(&server.url("/r2")).await {
-            Ok(_) => break,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("r2 never opened: {err}"),
-        }
-    }
+    connect_eventually(&server.url("/r2"), "r2 to open").await;
 }

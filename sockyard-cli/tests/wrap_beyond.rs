@@ -2,40 +2,53 @@
 //! client limits and flow control, origin checks, TLS, tokens, message size), checked on the
 //! real binary with real clients and programs.
 
-mod tls_support;
-mod wrap_support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sockyard::auth::Authenticator;
-use tls_support::{dropped_within, self_signed, tls_connect, wss_connect};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use sockyard_test_support::binary::Sockyard;
+use sockyard_test_support::http::{dropped_within, http_get, metric};
+use sockyard_test_support::process::{alive, Process};
+use sockyard_test_support::programs::python;
+use sockyard_test_support::tempdir::TempDir;
+use sockyard_test_support::tls::{https_get, self_signed, wss_connect};
+use sockyard_test_support::wait::{eventually, file_when, WAIT};
+use sockyard_test_support::ws::*;
+use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
-use wrap_support::*;
+
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
 const SHORT: Duration = Duration::from_millis(200);
+
+/// Wraps a shell program that runs `setup`, prints `ready` and then ignores its input for up
+/// to 10 s, with `--grace` and `--kill-after` as given (in seconds).
+fn wrap_lingering(grace: &str, kill_after: &str, setup: &str) -> Process {
+    let script =
+        format!("{setup}; echo ready; i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done");
+    SOCKYARD.wrap(&[
+        "--grace",
+        grace,
+        "--kill-after",
+        kill_after,
+        "sh",
+        "--",
+        "-c",
+        &script,
+    ])
+}
 
 #[tokio::test]
 async fn grace_then_sigterm_for_a_program_that_ignores_end_of_input() {
     let dir = TempDir::new("grace");
     let log = dir.arg("log");
-    // Never reads its input; exits on SIGTERM after noting it. Bounded to 10 s.
-    let script = format!(
-        "trap 'echo TERM >> {log}; exit 0' TERM; echo ready; i=0; \
-         while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"
-    );
-    let server = wrap(&[
-        "--grace",
+    // Never reads its input; exits on SIGTERM after noting it.
+    let server = wrap_lingering(
         "0.6",
-        "--kill-after",
         "5",
-        "sh",
-        "--",
-        "-c",
-        &script,
-    ]);
+        &format!("trap 'echo TERM >> {log}; exit 0' TERM"),
+    );
     let mut ws = connect(&server.url("/g")).await;
     assert_eq!(text(&mut ws).await, "ready");
     leave(ws).await;
@@ -57,20 +70,7 @@ async fn grace_then_sigterm_for_a_program_that_ignores_end_of_input() {
 async fn kill_after_sends_sigkill_to_a_program_that_ignores_sigterm() {
     let dir = TempDir::new("kill");
     let pid_file = dir.arg("pid");
-    let script = format!(
-        "trap '' TERM; echo $$ > {pid_file}; echo ready; i=0; \
-         while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"
-    );
-    let server = wrap(&[
-        "--grace",
-        "0.2",
-        "--kill-after",
-        "0.5",
-        "sh",
-        "--",
-        "-c",
-        &script,
-    ]);
+    let server = wrap_lingering("0.2", "0.5", &format!("trap '' TERM; echo $$ > {pid_file}"));
     let mut ws = connect(&server.url("/k")).await;
     assert_eq!(text(&mut ws).await, "ready");
     let pid: u32 = std::fs::read_to_string(&pid_file)
@@ -92,7 +92,7 @@ async fn kill_after_sends_sigkill_to_a_program_that_ignores_sigterm() {
 #[tokio::test]
 async fn restart_on_failure_starts_the_program_again_for_the_same_clients() {
     let script = r#"echo "start $$"; read a; echo "first: $a"; read b; exit 3"#;
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--restart",
         "on-failure",
         "--joinmsg",
@@ -125,7 +125,7 @@ async fn restart_on_failure_starts_the_program_again_for_the_same_clients() {
     );
 
     // A clean exit is not a failure: the clients are closed.
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--restart",
         "on-failure",
         "sh",
@@ -144,7 +144,7 @@ async fn restart_on_failure_starts_the_program_again_for_the_same_clients() {
 
 #[tokio::test]
 async fn restart_always_restarts_after_a_clean_exit() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--restart",
         "always",
         "sh",
@@ -163,7 +163,7 @@ async fn restart_always_restarts_after_a_clean_exit() {
 #[tokio::test]
 async fn idle_timeout_keeps_the_program_for_a_client_that_comes_back() {
     let script = r#"while read l; do echo "$$ $l"; done"#;
-    let server = wrap(&["--idle-timeout", "1", "sh", "--", "-c", script]);
+    let server = SOCKYARD.wrap(&["--idle-timeout", "1", "sh", "--", "-c", script]);
     let pid_of = |line: String| line.split_whitespace().next().unwrap().to_owned();
     let mut a = connect(&server.url("/i")).await;
     send(&mut a, "a").await;
@@ -184,7 +184,7 @@ async fn idle_timeout_keeps_the_program_for_a_client_that_comes_back() {
     assert_ne!(pid_of(text(&mut c).await), first, "a new process after it");
 
     // Without it the program stops as soon as the room is empty.
-    let server = wrap(&["--metrics", "sh", "--", "-c", script]);
+    let server = SOCKYARD.wrap(&["--metrics", "sh", "--", "-c", script]);
     let mut a = connect(&server.url("/i")).await;
     send(&mut a, "a").await;
     let first = pid_of(text(&mut a).await);
@@ -197,7 +197,7 @@ async fn idle_timeout_keeps_the_program_for_a_client_that_comes_back() {
 
 #[tokio::test]
 async fn max_clients_refuses_one_more_with_429() {
-    let server = wrap(&["--max-clients", "2", "cat"]);
+    let server = SOCKYARD.wrap(&["--max-clients", "2", "cat"]);
     let a = connect(&server.url("/m")).await;
     let _b = connect(&server.url("/m")).await;
     assert_eq!(
@@ -207,14 +207,7 @@ async fn max_clients_refuses_one_more_with_429() {
     // Other rooms are not affected, and a seat frees when a client leaves.
     let _other = connect(&server.url("/other")).await;
     leave(a).await;
-    let deadline = Instant::now() + WAIT;
-    let mut c = loop {
-        match try_connect(&server.url("/m")).await {
-            Ok(ws) => break ws,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(SHORT / 10).await,
-            Err(err) => panic!("the seat never freed: {err}"),
-        }
-    };
+    let mut c = connect_eventually(&server.url("/m"), "the seat to free").await;
     send(&mut c, "in").await;
     assert_eq!(text(&mut c).await, "in");
 }
@@ -232,21 +225,22 @@ for line in sys.stdin:
         out.flush()
 "#;
 
+/// Wraps [`FLOOD`] with `flags`, printing `count` lines of `size` bytes.
+fn wrap_flood(flags: &[&str], count: usize, size: usize) -> Process {
+    let (count, size) = (count.to_string(), size.to_string());
+    let mut args = flags.to_vec();
+    args.extend([python(), "--", "-c", FLOOD, &count, &size]);
+    SOCKYARD.wrap(&args)
+}
+
 #[tokio::test]
 async fn drop_when_full_drops_for_a_full_client_and_counts_it() {
     let count = 3000;
-    let server = wrap(&[
-        "--drop-when-full",
-        "--client-queue",
-        "1",
-        "--metrics",
-        python(),
-        "--",
-        "-c",
-        FLOOD,
-        &count.to_string(),
-        "2000",
-    ]);
+    let server = wrap_flood(
+        &["--drop-when-full", "--client-queue", "1", "--metrics"],
+        count,
+        2000,
+    );
     let mut ws = connect_small_buffer(&server.url("/d"), 4096).await;
     send(&mut ws, "go").await;
     // Not reading while the program writes everything.
@@ -279,19 +273,17 @@ async fn drop_when_full_drops_for_a_full_client_and_counts_it() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_with_4400_and_the_others_get_everything() {
     let count = 400;
-    let server = wrap(&[
-        "--client-queue",
-        "4",
-        "--slow-client-timeout",
-        "0.5",
-        "--metrics",
-        python(),
-        "--",
-        "-c",
-        FLOOD,
-        &count.to_string(),
-        "16000",
-    ]);
+    let server = wrap_flood(
+        &[
+            "--client-queue",
+            "4",
+            "--slow-client-timeout",
+            "0.5",
+            "--metrics",
+        ],
+        count,
+        16000,
+    );
     let mut fast = connect(&server.url("/s")).await;
     let mut late_reader = connect_small_buffer(&server.url("/s"), 4096).await;
     let never_reader = connect_small_buffer(&server.url("/s"), 4096).await;
@@ -350,7 +342,7 @@ async fn a_client_that_never_reads_is_closed_with_4400_and_the_others_get_everyt
 
 #[tokio::test]
 async fn origin_list_refuses_other_origins_with_403() {
-    let server = wrap(&["--origin", "example.com,http://localhost:8080", "cat"]);
+    let server = SOCKYARD.wrap(&["--origin", "example.com,http://localhost:8080", "cat"]);
     let url = server.url("/o");
     assert_eq!(
         refusal_with(&url, &[("Origin", "http://evil.example")])
@@ -375,7 +367,7 @@ async fn tls_serves_wss_and_https_with_the_given_certificate() {
     let Some((cert, key)) = self_signed(dir.path()) else {
         return;
     };
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
@@ -390,17 +382,7 @@ async fn tls_serves_wss_and_https_with_the_given_certificate() {
         server.log()
     );
     // HTTPS.
-    let mut tls = tls_connect(server.addr, &cert)
-        .await
-        .expect("TLS handshake");
-    tls.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut bytes = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut bytes))
-        .await
-        .unwrap();
-    let reply = parse_http(&bytes);
+    let reply = https_get(server.addr, &cert, "/health").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["status"], "ok");
     // WSS.
@@ -414,7 +396,7 @@ async fn tls_serves_wss_and_https_with_the_given_certificate() {
 #[tokio::test]
 async fn token_key_requires_a_valid_token_that_opens_the_room() {
     let key = "wrap-test-key";
-    let server = wrap(&["--token-key", key, "cat"]);
+    let server = SOCKYARD.wrap(&["--token-key", key, "cat"]);
     let auth = Authenticator::hs256(key.as_bytes(), Duration::from_secs(60));
     let sign = |claims: Value| auth.sign(claims.as_object().unwrap().clone()).unwrap();
     let url = |path: &str| server.url(path);
@@ -465,7 +447,10 @@ async fn token_key_requires_a_valid_token_that_opens_the_room() {
     let _ws = connect(&url(&format!("/c?token={any}"))).await;
 
     // The key can come from the environment instead.
-    let server = Wrap::new(&["cat"]).env("SOCKYARD_ROOM_KEY", key).start();
+    let server = SOCKYARD
+        .wrap_launch(&["cat"])
+        .env("SOCKYARD_ROOM_KEY", key)
+        .start();
     assert_eq!(refusal(&server.url("/a")).await.0, 401);
     let _ws = connect(&server.url(&format!("/a?token={any}"))).await;
 }
@@ -474,7 +459,7 @@ async fn token_key_requires_a_valid_token_that_opens_the_room() {
 async fn max_message_bytes_closes_a_client_with_1009_and_cuts_long_output() {
     // Prints a line of N `y`s for each number N it reads.
     let script = "import sys\nfor l in sys.stdin:\n    print('y' * int(l), flush=True)";
-    let server = wrap(&["--max-message-bytes", "1000", python(), "--", "-c", script]);
+    let server = SOCKYARD.wrap(&["--max-message-bytes", "1000", python(), "--", "-c", script]);
     let mut a = connect(&server.url("/x")).await;
     let mut b = connect(&server.url("/x")).await;
     // Output longer than the limit arrives in pieces, nothing lost.
@@ -500,9 +485,8 @@ async fn max_message_bytes_closes_a_client_with_1009_and_cuts_long_output() {
 
 #[tokio::test]
 async fn a_small_input_queue_holds_clients_back_without_losing_messages() {
-    use futures_util::{SinkExt as _, StreamExt as _};
     // The program reads nothing for half a second; its pipe holds 64 KiB of the 2 MB sent.
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--input-queue",
         "1",
         "--metrics",
@@ -512,16 +496,10 @@ async fn a_small_input_queue_holds_clients_back_without_losing_messages() {
         "sleep 0.5; exec cat",
     ]);
     let ws = connect(&server.url("/q")).await;
-    let (mut sink, mut stream) = ws.split();
     let count = 2000;
     let line = |i: usize| format!("{i:04}{}", "q".repeat(1020));
-    let writer = tokio::spawn(async move {
-        for i in 0..count {
-            sink.feed(Message::text(line(i))).await.unwrap();
-        }
-        sink.flush().await.unwrap();
-        sink
-    });
+    let (writer, mut stream) =
+        feed_in_background(ws, (0..count).map(move |i| Message::text(line(i))));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let queued = metric(
         &server.metrics().await,
@@ -533,12 +511,7 @@ async fn a_small_input_queue_holds_clients_back_without_losing_messages() {
         "{queued} messages taken in while the program read nothing"
     );
     for i in 0..count {
-        let message = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("echo timed out")
-            .unwrap()
-            .unwrap();
-        assert_eq!(message, Message::text(line(i)));
+        assert_eq!(next(&mut stream).await, Message::text(line(i)));
     }
     let _sink = writer.await.unwrap();
 }
@@ -546,7 +519,7 @@ async fn a_small_input_queue_holds_clients_back_without_losing_messages() {
 #[tokio::test]
 async fn tokens_do_not_reach_the_program() {
     let key = "wrap-test-key";
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--token-key",
         key,
         "--joinmsg",
@@ -567,7 +540,7 @@ async fn tokens_do_not_reach_the_program() {
 #[tokio::test]
 async fn header_timeout_drops_connections_that_stall_before_their_request() {
     // Plain: headers begun, never finished.
-    let server = wrap(&["--header-timeout", "0.3", "cat"]);
+    let server = SOCKYARD.wrap(&["--header-timeout", "0.3", "cat"]);
     let mut unfinished = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     unfinished
         .write_all(b"GET /room HTTP/1.1\r\nHost: x\r\n")
@@ -584,7 +557,7 @@ async fn header_timeout_drops_connections_that_stall_before_their_request() {
     let Some((cert, key)) = self_signed(dir.path()) else {
         return;
     };
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--header-timeout",
         "0.3",
         "--tls-cert",

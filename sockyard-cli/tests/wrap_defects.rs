@@ -2,21 +2,37 @@
 //! §5 to §7), each written so that ScaleSocket's behaviour would fail it, run against the real
 //! `sockyard wrap` binary.
 
-mod wrap_support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
+use sockyard_test_support::binary::{free_ports, Sockyard};
+use sockyard_test_support::http::{http_raw, metric};
+use sockyard_test_support::process::Process;
+use sockyard_test_support::programs::*;
+use sockyard_test_support::tempdir::TempDir;
+use sockyard_test_support::wait::WAIT;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use wrap_support::*;
+
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
 const SHORT: Duration = Duration::from_millis(200);
+
+/// `sockyard wrap --tcp` with one port for the rooms' programs and no start-up delay, wrapping
+/// `program`: the server and that port.
+fn wrap_on_one_port(program: &[&str]) -> (Process, u16) {
+    let port = free_ports(1);
+    let ports = format!("{port}:{}", port + 1);
+    let mut args = vec!["--tcp", "--tcpports", &ports, "--delay", "0"];
+    args.extend(program);
+    (SOCKYARD.wrap(&args), port)
+}
 
 /// §8.1: ScaleSocket delivered 16 of these 100 000 lines.
 #[tokio::test]
 async fn seq_delivers_every_line_in_order() {
-    let server = wrap(&["seq", "--", "1", "100000"]);
+    let server = SOCKYARD.wrap(&["seq", "--", "1", "100000"]);
     let mut ws = connect(&server.url("/seq")).await;
     let mut expected = 1u32;
     let close = loop {
@@ -36,24 +52,13 @@ async fn seq_delivers_every_line_in_order() {
 /// §8.1: ScaleSocket echoed 2 288 of 10 000 messages sent back to back.
 #[tokio::test]
 async fn a_burst_into_cat_is_echoed_completely_in_order() {
-    let server = wrap(&["cat"]);
+    let server = SOCKYARD.wrap(&["cat"]);
     let ws = connect(&server.url("/burst")).await;
-    let (mut sink, mut stream) = ws.split();
     let count = 10_000;
-    let writer = tokio::spawn(async move {
-        for i in 0..count {
-            sink.feed(Message::text(format!("m{i}"))).await.unwrap();
-        }
-        sink.flush().await.unwrap();
-        sink
-    });
+    let (writer, mut stream) =
+        feed_in_background(ws, (0..count).map(|i| Message::text(format!("m{i}"))));
     for i in 0..count {
-        let message = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("echo timed out")
-            .unwrap()
-            .unwrap();
-        assert_eq!(message, Message::text(format!("m{i}")));
+        assert_eq!(next(&mut stream).await, Message::text(format!("m{i}")));
     }
     let _sink = writer.await.unwrap();
 }
@@ -61,7 +66,7 @@ async fn a_burst_into_cat_is_echoed_completely_in_order() {
 /// §8.4: ScaleSocket wrote ping and pong payloads to the program's input.
 #[tokio::test]
 async fn ping_and_pong_payloads_never_reach_the_program() {
-    let server = wrap(&["cat"]);
+    let server = SOCKYARD.wrap(&["cat"]);
     let mut ws = connect(&server.url("/ping")).await;
     ws.send(Message::Ping(Bytes::from_static(b"PINGDATA")))
         .await
@@ -84,7 +89,7 @@ async fn ping_and_pong_payloads_never_reach_the_program() {
 /// payload, unknown types, unknown destinations) leave the room running.
 #[tokio::test]
 async fn odd_gwsocket_output_never_stops_the_room() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--serverframe=gwsocket",
         "--metrics",
         python(),
@@ -135,7 +140,7 @@ async fn odd_gwsocket_output_never_stops_the_room() {
 /// server and its other rooms carry on.
 #[tokio::test]
 async fn truncated_or_oversized_gwsocket_frames_never_kill_the_server() {
-    let server = wrap(&["--serverframe=gwsocket", python(), "--", "-c", LINES_TO_GW]);
+    let server = SOCKYARD.wrap(&["--serverframe=gwsocket", python(), "--", "-c", LINES_TO_GW]);
     let mut bystander = connect(&server.url("/other")).await;
     let cases = [
         hex(&[0, 0, 0, 0, 0]),                     // shorter than a header
@@ -164,7 +169,7 @@ async fn truncated_or_oversized_gwsocket_frames_never_kill_the_server() {
 /// leaked the room's program.
 #[tokio::test]
 async fn client_gwsocket_framing_neither_fails_nor_leaks_the_program() {
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--clientframe=gwsocket",
         "--metrics",
         python(),
@@ -186,19 +191,7 @@ async fn client_gwsocket_framing_neither_fails_nor_leaks_the_program() {
 /// §8.3: ScaleSocket panicked (every room died) when its TCP port pool ran out.
 #[tokio::test]
 async fn port_exhaustion_refuses_only_the_new_room() {
-    let port = free_ports(1);
-    let ports = format!("{port}:{}", port + 1);
-    let server = wrap(&[
-        "--tcp",
-        "--tcpports",
-        &ports,
-        "--delay",
-        "0",
-        python(),
-        "--",
-        "-c",
-        TCP_ECHO,
-    ]);
+    let (server, port) = wrap_on_one_port(&[python(), "--", "-c", TCP_ECHO]);
     let mut a = connect(&server.url("/a")).await;
     assert_eq!(text(&mut a).await, format!("port={port}"));
     for room in ["/b", "/c"] {
@@ -212,14 +205,7 @@ async fn port_exhaustion_refuses_only_the_new_room() {
     assert_eq!(text(&mut a).await, "tcp:alive");
     // The port comes back when the room ends.
     leave(a).await;
-    let deadline = Instant::now() + WAIT;
-    let mut b = loop {
-        match try_connect(&server.url("/b")).await {
-            Ok(ws) => break ws,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(SHORT / 4).await,
-            Err(err) => panic!("the port never came back: {err}"),
-        }
-    };
+    let mut b = connect_eventually(&server.url("/b"), "the port to come back").await;
     assert_eq!(text(&mut b).await, format!("port={port}"));
 }
 
@@ -227,19 +213,7 @@ async fn port_exhaustion_refuses_only_the_new_room() {
 /// returned the port.
 #[tokio::test]
 async fn a_tcp_program_that_never_listens_is_a_1011_and_its_port_comes_back() {
-    let port = free_ports(1);
-    let ports = format!("{port}:{}", port + 1);
-    let server = wrap(&[
-        "--tcp",
-        "--tcpports",
-        &ports,
-        "--delay",
-        "0",
-        "sh",
-        "--",
-        "-c",
-        "exit 0",
-    ]);
+    let (server, _) = wrap_on_one_port(&["sh", "--", "-c", "exit 0"]);
     for _ in 0..2 {
         let started = Instant::now();
         let mut ws = connect(&server.url("/t")).await;
@@ -258,7 +232,7 @@ async fn a_tcp_program_that_never_listens_is_a_1011_and_its_port_comes_back() {
 /// §8.7: invalid JSON from a client closed its connection in ScaleSocket.
 #[tokio::test]
 async fn invalid_client_json_is_dropped_and_counted_and_the_client_stays() {
-    let server = wrap(&["--json", "--metrics", "cat"]);
+    let server = SOCKYARD.wrap(&["--json", "--metrics", "cat"]);
     let mut ws = connect(&server.url("/j")).await;
     assert_eq!(text(&mut ws).await, r#"{"t":"Join","_from":1}"#);
     for bad in ["not json", "[1,2]", "\"string\"", "{\"open\":"] {
@@ -284,7 +258,7 @@ async fn invalid_client_json_is_dropped_and_counted_and_the_client_stays() {
 /// §6.2, §8.13: ScaleSocket's cache replayed `_to` messages to every later joiner.
 #[tokio::test]
 async fn cached_private_messages_are_not_replayed_to_others() {
-    let server = wrap(&["--json", "--cache", "all:8", "cat"]);
+    let server = SOCKYARD.wrap(&["--json", "--cache", "all:8", "cat"]);
     let mut a = connect(&server.url("/c")).await;
     assert_eq!(text(&mut a).await, r#"{"t":"Join","_from":1}"#);
     send(&mut a, r#"{"_to":1,"secret":"s"}"#).await;
@@ -307,24 +281,13 @@ async fn cached_private_messages_are_not_replayed_to_others() {
 /// sender alone is closed with 1009 (the default limit is 1 MiB) and the room goes on.
 #[tokio::test]
 async fn a_20_mib_message_is_refused_with_1009_without_affecting_others() {
-    let server = wrap(&["cat"]);
+    let server = SOCKYARD.wrap(&["cat"]);
     let mut other = connect(&server.url("/big")).await;
     let mut big = connect(&server.url("/big")).await;
     let payload = "x".repeat(20 << 20);
     // The server may stop reading before the whole message is sent.
     let _ = big.send(Message::text(payload)).await;
-    let mut code = None;
-    while let Ok(Some(message)) = tokio::time::timeout(WAIT, big.next()).await {
-        match message {
-            Ok(Message::Close(frame)) => {
-                code = frame.map(|f| u16::from(f.code));
-                break;
-            }
-            Ok(_) => {}
-            Err(err) => panic!("no close frame: {err}"),
-        }
-    }
-    assert_eq!(code, Some(1009));
+    assert_eq!(expect_close(&mut big).await.0, 1009);
     send(&mut other, "unaffected").await;
     assert_eq!(text(&mut other).await, "unaffected");
     // One MiB is within the limit.
@@ -336,7 +299,7 @@ async fn a_20_mib_message_is_refused_with_1009_without_affecting_others() {
 /// §8.9: room names were used raw and unbounded.
 #[tokio::test]
 async fn room_names_are_percent_decoded_and_length_limited() {
-    let server = wrap(&["--api", python(), "--", "-c", ENV_PRINTER]);
+    let server = SOCKYARD.wrap(&["--api", python(), "--", "-c", ENV_PRINTER]);
     let mut ws = connect(&server.url("/caf%C3%A9%20au%20lait")).await;
     let env: serde_json::Value = serde_json::from_str(&text(&mut ws).await).unwrap();
     assert_eq!(env["ROOM"], "café au lait");
@@ -365,7 +328,7 @@ async fn room_names_are_percent_decoded_and_length_limited() {
 async fn the_http_surface_answers_what_was_asked() {
     let dir = TempDir::new("surface");
     dir.write("index.html", b"home");
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--api",
         "--metrics",
         "--rooms",
@@ -391,7 +354,7 @@ async fn the_http_surface_answers_what_was_asked() {
 /// §6.1: output that is not UTF-8 became an empty string in ScaleSocket.
 #[tokio::test]
 async fn output_that_is_not_utf8_arrives_as_binary() {
-    let server = wrap(&["sh", "--", "-c", r"printf 'ok\n\377\376\n'; exec cat"]);
+    let server = SOCKYARD.wrap(&["sh", "--", "-c", r"printf 'ok\n\377\376\n'; exec cat"]);
     let mut ws = connect(&server.url("/u")).await;
     assert_eq!(text(&mut ws).await, "ok");
     assert_eq!(binary(&mut ws).await, [0xff, 0xfe]);
@@ -402,7 +365,7 @@ async fn output_that_is_not_utf8_arrives_as_binary() {
 async fn a_text_message_that_is_not_utf8_is_closed_with_1007() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-    let server = wrap(&["cat"]);
+    let server = SOCKYARD.wrap(&["cat"]);
     let mut other = connect(&server.url("/u")).await;
     let mut ws = connect(&server.url("/u")).await;
     let frame = Frame::message(vec![b'o', b'k', 0xff], OpCode::Data(Data::Text), true);

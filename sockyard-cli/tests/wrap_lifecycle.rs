@@ -2,19 +2,20 @@
 //! connection ids, the program's environment, leaving, the program exiting or failing to
 //! start, and the server being stopped.
 
-mod wrap_support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wrap_support::*;
+use sockyard_test_support::binary::Sockyard;
+use sockyard_test_support::http::metric;
+use sockyard_test_support::programs::{python, ENV_PRINTER};
+use sockyard_test_support::tempdir::TempDir;
+use sockyard_test_support::wait::{file_when, WAIT};
+use sockyard_test_support::ws::*;
+
+const SOCKYARD: Sockyard = Sockyard::at(env!("CARGO_BIN_EXE_sockyard"));
 
 const SHORT: Duration = Duration::from_millis(200);
-
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
-}
 
 /// Appends each input line to `$DIR/$ROOM.log`, then `EOF` when its input closes.
 fn recorder(dir: &TempDir) -> String {
@@ -28,7 +29,7 @@ fn recorder(dir: &TempDir) -> String {
 #[tokio::test]
 async fn the_first_client_starts_the_program_and_later_ones_share_it() {
     let script = r#"while read l; do echo "$$ $l"; done"#;
-    let server = wrap(&["--api", "--metrics", "sh", "--", "-c", script]);
+    let server = SOCKYARD.wrap(&["--api", "--metrics", "sh", "--", "-c", script]);
     assert_eq!(server.get("/api/rooms").await.json(), json!([]));
     assert!(!server.metrics().await.contains("program_starts_total{"));
     let mut a = connect(&server.url("/r")).await;
@@ -53,7 +54,7 @@ async fn the_first_client_starts_the_program_and_later_ones_share_it() {
 
 #[tokio::test]
 async fn connection_ids_count_from_1_in_each_room() {
-    let server = wrap(&["--joinmsg", "join #ID", "cat"]);
+    let server = SOCKYARD.wrap(&["--joinmsg", "join #ID", "cat"]);
     let mut a = connect(&server.url("/r1")).await;
     assert_eq!(text(&mut a).await, "join 1");
     let mut b = connect(&server.url("/r1")).await;
@@ -68,10 +69,10 @@ async fn connection_ids_count_from_1_in_each_room() {
 
 #[tokio::test]
 async fn the_programs_environment_describes_the_rooms_creator() {
-    let server = wrap(&[python(), "--", "-c", ENV_PRINTER]);
+    let server = SOCKYARD.wrap(&[python(), "--", "-c", ENV_PRINTER]);
     let mut a = connect(&server.url("/e%201?name=bob%20smith&x=1")).await;
     let creator = local_addr(&a).to_string();
-    let env = parse(&text(&mut a).await);
+    let env = json_text(&mut a).await;
     assert_eq!(env["ROOM"], "e 1", "percent-decoded");
     assert_eq!(env["QUERY_STRING"], "name=bob%20smith&x=1", "as sent");
     assert_eq!(env["REMOTE_ADDR"], creator.as_str());
@@ -80,16 +81,16 @@ async fn the_programs_environment_describes_the_rooms_creator() {
     let mut b = connect(&server.url("/e%201?other=2")).await;
     assert_ne!(local_addr(&b).to_string(), creator);
     send(&mut b, "again").await;
-    let env = parse(&text(&mut b).await);
+    let env = json_text(&mut b).await;
     assert_eq!(env["QUERY_STRING"], "name=bob%20smith&x=1");
     assert_eq!(env["REMOTE_ADDR"], creator.as_str());
-    assert_eq!(parse(&text(&mut a).await), env);
+    assert_eq!(json_text(&mut a).await, env);
 }
 
 #[tokio::test]
 async fn the_last_clients_leave_message_reaches_the_program_before_its_input_closes() {
     let dir = TempDir::new("leave");
-    let server = wrap(&[
+    let server = SOCKYARD.wrap(&[
         "--joinmsg",
         "join #ID",
         "--leavemsg",
@@ -129,7 +130,7 @@ async fn a_program_that_exits_on_end_of_input_is_never_signalled() {
     let log = dir.arg("log");
     let script =
         format!("trap 'echo TERM >> {log}' TERM; while read l; do :; done; echo EOF >> {log}");
-    let server = wrap(&["--grace", "5", "sh", "--", "-c", &script]);
+    let server = SOCKYARD.wrap(&["--grace", "5", "sh", "--", "-c", &script]);
     let ws = connect(&server.url("/q")).await;
     leave(ws).await;
     file_when(Path::new(&log), |t| t == "EOF\n").await;
@@ -140,7 +141,7 @@ async fn a_program_that_exits_on_end_of_input_is_never_signalled() {
 
 #[tokio::test]
 async fn a_program_that_exits_closes_its_clients_with_1000() {
-    let server = wrap(&["sh", "--", "-c", "echo bye; read l"]);
+    let server = SOCKYARD.wrap(&["sh", "--", "-c", "echo bye; read l"]);
     let mut a = connect(&server.url("/x")).await;
     let mut b = connect(&server.url("/x")).await;
     assert_eq!(text(&mut a).await, "bye");
@@ -157,7 +158,7 @@ async fn a_program_that_exits_closes_its_clients_with_1000() {
 
 #[tokio::test]
 async fn a_program_that_fails_closes_its_clients_with_1011_and_the_status() {
-    let server = wrap(&["sh", "--", "-c", "echo last words; read l; exit 3"]);
+    let server = SOCKYARD.wrap(&["sh", "--", "-c", "echo last words; read l; exit 3"]);
     let mut ws = connect(&server.url("/x")).await;
     assert_eq!(text(&mut ws).await, "last words");
     send(&mut ws, "go").await;
@@ -166,7 +167,7 @@ async fn a_program_that_fails_closes_its_clients_with_1011_and_the_status() {
         (1011, "The program exited with status 3".to_owned())
     );
 
-    let server = wrap(&["sh", "--", "-c", "read l; kill -9 $$"]);
+    let server = SOCKYARD.wrap(&["sh", "--", "-c", "read l; kill -9 $$"]);
     let mut ws = connect(&server.url("/x")).await;
     send(&mut ws, "go").await;
     assert_eq!(
@@ -177,7 +178,7 @@ async fn a_program_that_fails_closes_its_clients_with_1011_and_the_status() {
 
 #[tokio::test]
 async fn a_program_that_cannot_start_is_a_502_before_the_upgrade() {
-    let server = wrap(&["sockyard-test-no-such-program"]);
+    let server = SOCKYARD.wrap(&["sockyard-test-no-such-program"]);
     for _ in 0..2 {
         assert_eq!(
             refusal(&server.url("/x")).await,
@@ -192,7 +193,7 @@ async fn a_program_that_cannot_start_is_a_502_before_the_upgrade() {
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_stops_programs_gracefully() {
     let dir = TempDir::new("term");
-    let mut server = wrap(&["--leavemsg", "leave #ID", "sh", "--", "-c", &recorder(&dir)]);
+    let mut server = SOCKYARD.wrap(&["--leavemsg", "leave #ID", "sh", "--", "-c", &recorder(&dir)]);
     let mut a = connect(&server.url("/t1")).await;
     let mut b = connect(&server.url("/t1")).await;
     let mut c = connect(&server.url("/t2")).await;
@@ -222,7 +223,7 @@ async fn sigterm_closes_clients_with_1001_and_stops_programs_gracefully() {
 
 #[tokio::test]
 async fn join_messages_reach_the_program_in_id_order() {
-    let server = wrap(&["--joinmsg", "join #ID", "cat"]);
+    let server = SOCKYARD.wrap(&["--joinmsg", "join #ID", "cat"]);
     // Many clients at once: their joins are queued as they are admitted, in id order.
     let url = server.url("/crowd");
     let mut clients = futures_util::future::join_all((0..20).map(|_| connect(&url))).await;

@@ -194,6 +194,8 @@ impl Config {
                 limits.max_messages_per_second as usize,
             ),
             ("limits.outbound_queue_length", limits.outbound_queue_length),
+            ("limits.outbound_queue_bytes", limits.outbound_queue_bytes),
+            ("limits.max_reply_bytes", limits.max_reply_bytes),
             ("limits.write_buffer_bytes", limits.write_buffer_bytes),
             ("limits.inbound_queue_bytes", limits.inbound_queue_bytes),
             ("limits.max_connections", limits.max_connections),
@@ -209,7 +211,13 @@ impl Config {
         if limits.http_header_timeout_ms == 0 {
             return invalid("limits.http_header_timeout_ms", "must be greater than 0");
         }
-        if self.channels.max_subscriptions == 0 || self.channels.max_channel_name_bytes == 0 {
+        if limits.write_stall_timeout_ms == 0 {
+            return invalid("limits.write_stall_timeout_ms", "must be greater than 0");
+        }
+        if self.channels.max_subscriptions == 0
+            || self.channels.max_subscription_bytes == 0
+            || self.channels.max_channel_name_bytes == 0
+        {
             return invalid("channels", "limits must be greater than 0");
         }
         if self.storage.max_limit == 0 || self.storage.default_limit > self.storage.max_limit {

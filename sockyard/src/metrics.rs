@@ -29,6 +29,9 @@ pub enum ErrorKind {
     pong_timeout,
     /// The outbound queue overflowed; the socket was closed as a slow consumer.
     slow_consumer,
+    /// A write made no progress for `limits.write_stall_timeout_ms` (the client stopped
+    /// reading); the socket was closed, then dropped.
+    write_stall,
     /// A reserved event carried malformed data (e.g. a subscribe without a channel name).
     invalid_request,
     /// The handshake stage refused a handshake; the socket was closed.
@@ -46,7 +49,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 15] = [
         Self::bad_frame,
         Self::message_too_large,
         Self::protocol_violation,
@@ -54,6 +57,7 @@ impl ErrorKind {
         Self::handshake_timeout,
         Self::pong_timeout,
         Self::slow_consumer,
+        Self::write_stall,
         Self::invalid_request,
         Self::handshake_rejected,
         Self::not_found,

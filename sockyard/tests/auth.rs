@@ -1,8 +1,6 @@
 //! Auth over real sockets: tokens in the handshake and in `#authenticate`, `login`/`whoami`,
 //! expiry while connected, access rules, RS256/ES256 keys, and the middleware stages.
 
-mod support;
-
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,7 +10,10 @@ use sockyard::config::{AuthAlgorithm, AuthConfig};
 use sockyard::exchange::Outbound;
 use sockyard::stages::{HandshakeRejection, Stages, UpgradeRejection};
 use sockyard::{ApiError, Config, Server};
-use support::*;
+use sockyard_test_support::router::test_router;
+use sockyard_test_support::server::{start_built, start_with};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: &str = "auth-test-key";
@@ -38,25 +39,15 @@ fn sign(key: &str, value: Value) -> String {
 }
 
 async fn handshake_with(url: &str, token: &str) -> (Ws, Value) {
-    let mut ws = raw_connect(url).await;
+    let mut ws = connect(url).await;
     let frame = json!({"event": "#handshake", "data": {"authToken": token}, "cid": 1});
-    send_text(&mut ws, &frame.to_string()).await;
+    send(&mut ws, &frame.to_string()).await;
     let reply = next_json(&mut ws).await;
     (ws, reply)
 }
 
-/// Reads `n` frames and sorts them, so replies and pushes compare in any order.
-async fn next_n(ws: &mut Ws, n: usize) -> Vec<Value> {
-    let mut frames = Vec::new();
-    for _ in 0..n {
-        frames.push(next_json(ws).await);
-    }
-    frames.sort_by_key(|f| f.to_string());
-    frames
-}
-
 async fn whoami(ws: &mut Ws, cid: u64) -> Value {
-    send_text(ws, &json!({"event": "whoami", "cid": cid}).to_string()).await;
+    send(ws, &json!({"event": "whoami", "cid": cid}).to_string()).await;
     next_json(ws).await
 }
 
@@ -131,7 +122,7 @@ async fn authenticate_good_bad_and_without_cid() {
     let server = start_with(config()).await;
     let mut ws = handshaken(&server.url()).await;
     let token = sign(KEY, json!({"username": "bob"}));
-    send_text(
+    send(
         &mut ws,
         &json!({"event": "#authenticate", "data": token, "cid": 2}).to_string(),
     )
@@ -143,7 +134,7 @@ async fn authenticate_good_bad_and_without_cid() {
     assert_eq!(whoami(&mut ws, 3).await["data"]["username"], "bob");
 
     let bad = sign("wrong", json!({"username": "eve"}));
-    send_text(
+    send(
         &mut ws,
         &json!({"event": "#authenticate", "data": bad, "cid": 4}).to_string(),
     )
@@ -157,7 +148,7 @@ async fn authenticate_good_bad_and_without_cid() {
     );
     // A refused token also ends the authentication the connection had.
     assert_eq!(whoami(&mut ws, 5).await["error"]["name"], "AuthError");
-    send_text(
+    send(
         &mut ws,
         &json!({"event": "#authenticate", "data": token}).to_string(),
     )
@@ -169,7 +160,7 @@ async fn authenticate_good_bad_and_without_cid() {
 async fn login_sets_a_token_and_deauthentication_drops_it() {
     let server = start_with(config()).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"login","data":{"username":"ann"},"cid":2}"#,
     )
@@ -188,10 +179,10 @@ async fn login_sets_a_token_and_deauthentication_drops_it() {
     let me = whoami(&mut ws, 3).await;
     assert_eq!(me["data"], Value::Object(payload));
     // The client drops its token: the server forgets it too, without echoing #removeAuthToken.
-    send_text(&mut ws, r##"{"event":"#removeAuthToken"}"##).await;
+    send(&mut ws, r##"{"event":"#removeAuthToken"}"##).await;
     assert_eq!(whoami(&mut ws, 4).await["error"]["name"], "AuthError");
     // An empty username is refused.
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"login","data":{"username":" "},"cid":5}"#,
     )
@@ -206,7 +197,7 @@ async fn an_expired_token_is_removed_while_connected() {
     config.endpoints[0].ping_timeout_ms = 2000;
     let server = start_with(config).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"loginFor","data":{"username":"ann","seconds":1},"cid":2}"#,
     )
@@ -224,8 +215,8 @@ async fn an_expired_token_is_removed_while_connected() {
         let Message::Text(text) = message else {
             continue;
         };
-        if text.is_empty() || text.as_str() == "#1" {
-            send_text(&mut ws, "").await;
+        if is_ping(text.as_str()) {
+            send(&mut ws, "").await;
             continue;
         }
         assert_eq!(
@@ -241,7 +232,7 @@ async fn an_expired_token_is_removed_while_connected() {
 async fn private_channels_need_login_and_are_left_on_logout() {
     let server = start_with(config()).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"private/ann"},"cid":2}"##,
     )
@@ -250,19 +241,19 @@ async fn private_channels_need_login_and_are_left_on_logout() {
         next_json(&mut ws).await,
         json!({"rid": 2, "error": {"name": "AuthError", "message": "Authentication is required to subscribe to private/ann"}})
     );
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#publish","data":{"channel":"private/ann","data":1},"cid":3}"##,
     )
     .await;
     assert_eq!(next_json(&mut ws).await["error"]["name"], "AuthError");
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"login","data":{"username":"ann"},"cid":4}"#,
     )
     .await;
     next_n(&mut ws, 2).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"private/ann"},"cid":5}"##,
     )
@@ -270,7 +261,7 @@ async fn private_channels_need_login_and_are_left_on_logout() {
     assert_eq!(next_json(&mut ws).await, json!({"rid": 5}));
     assert_eq!(server.handle.subscriber_count("private/ann"), 1);
     // Losing authentication kicks the socket out of channels that need it.
-    send_text(&mut ws, r##"{"event":"#removeAuthToken"}"##).await;
+    send(&mut ws, r##"{"event":"#removeAuthToken"}"##).await;
     let kick = next_json(&mut ws).await;
     assert_eq!(kick["event"], "#kickOut");
     assert_eq!(kick["data"]["channel"], "private/ann");
@@ -294,23 +285,23 @@ async fn access_rules_match_claims_for_channels_and_routes() {
     let user = sign(KEY, json!({"role": "user"}));
     let admin = sign(KEY, json!({"role": "admin"}));
     let (mut ws, _) = handshake_with(&server.url(), &user).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"admin/log"},"cid":2}"##,
     )
     .await;
     assert_eq!(next_json(&mut ws).await["error"]["name"], "Forbidden");
-    send_text(&mut ws, &echo(3, json!(1))).await;
+    send(&mut ws, &echo(3, json!(1))).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 3, "data": 1}));
     let (mut ws, _) = handshake_with(&server.url(), &admin).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"admin/log"},"cid":2}"##,
     )
     .await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 2}));
     let mut anonymous = handshaken(&server.url()).await;
-    send_text(&mut anonymous, &echo(2, json!(1))).await;
+    send(&mut anonymous, &echo(2, json!(1))).await;
     assert_eq!(
         next_json(&mut anonymous).await["error"]["name"],
         "AuthError"
@@ -436,12 +427,8 @@ async fn upgrade_and_handshake_stages_can_refuse() {
         .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
     let url = format!("{}?ticket=ok", server.url());
-    let mut ws = raw_connect(&url).await;
-    send_text(
-        &mut ws,
-        r##"{"event":"#handshake","data":{"authToken":null},"cid":1}"##,
-    )
-    .await;
+    let mut ws = connect(&url).await;
+    send(&mut ws, HANDSHAKE).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 1, "error": {"name": "HandshakeRejected", "message": "log in first", "statusCode": 4500}})
@@ -452,7 +439,7 @@ async fn upgrade_and_handshake_stages_can_refuse() {
     );
     let (mut ws, reply) = handshake_with(&url, &sign(KEY, json!({"username": "ann"}))).await;
     assert_eq!(reply["data"]["isAuthenticated"], true);
-    send_text(&mut ws, &echo(2, json!(1))).await;
+    send(&mut ws, &echo(2, json!(1))).await;
     assert_eq!(next_json(&mut ws).await["data"], 1);
 }
 
@@ -492,7 +479,7 @@ async fn channel_and_authenticate_stages_check_and_rewrite() {
         .stages(stages);
     let server = start_built(builder).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"locked"},"cid":2}"##,
     )
@@ -501,9 +488,9 @@ async fn channel_and_authenticate_stages_check_and_rewrite() {
         next_json(&mut ws).await,
         json!({"rid": 2, "error": {"name": "LockedError", "message": "wrong password"}})
     );
-    send_text(&mut ws, r##"{"event":"#subscribe","data":{"channel":"locked","data":{"password":"sesame"}},"cid":3}"##).await;
+    send(&mut ws, r##"{"event":"#subscribe","data":{"channel":"locked","data":{"password":"sesame"}},"cid":3}"##).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 3}));
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#publish","data":{"channel":"locked","data":5},"cid":4}"##,
     )
@@ -516,7 +503,7 @@ async fn channel_and_authenticate_stages_check_and_rewrite() {
         ]
     );
     for (cid, channel) in [(5, "hidden"), (6, "censored")] {
-        send_text(
+        send(
             &mut ws,
             &json!({"event": "#subscribe", "data": {"channel": channel}, "cid": cid}).to_string(),
         )
@@ -531,7 +518,7 @@ async fn channel_and_authenticate_stages_check_and_rewrite() {
     );
 
     let banned = sign(KEY, json!({"banned": true}));
-    send_text(
+    send(
         &mut ws,
         &json!({"event": "#authenticate", "data": banned, "cid": 7}).to_string(),
     )

@@ -1,14 +1,14 @@
 //! The Rust client against a real server: calls, transmits, server pushes and invokes, timeouts
 //! and reconnection.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
 use sockyard::client::{Backoff, Client, ClientError, ClientEvent, ClientOptions};
 use sockyard::protocol::socketcluster::ProtocolVersion;
-use support::*;
+use sockyard_test_support::client::{assert_remote_errors, next_event};
+use sockyard_test_support::router::test_router;
+use sockyard_test_support::server::{start, start_with};
 
 fn quick() -> ClientOptions {
     let mut backoff = Backoff::default();
@@ -17,13 +17,6 @@ fn quick() -> ClientOptions {
     ClientOptions::default()
         .ack_timeout(Duration::from_secs(3))
         .backoff(backoff)
-}
-
-async fn next_event(events: &mut sockyard::client::Events) -> ClientEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("event in time")
-        .expect("client still running")
 }
 
 #[tokio::test]
@@ -43,16 +36,7 @@ async fn invokes_and_reports_remote_errors() {
         Ok(Some(json!({"x": [1, 2]})))
     );
     assert_eq!(client.invoke("nothing", ()).await, Ok(None));
-    let err = client.invoke("fail", ()).await.unwrap_err();
-    let ClientError::Remote(err) = err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        (err.name.as_ref(), err.message.as_str(), &err.extra["extra"]),
-        ("CustomError", "bad thing", &json!(42))
-    );
-    let err = client.invoke("missing", ()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Remote(e) if e.name == "NotFound"));
+    assert_remote_errors(&client).await;
     let err = client
         .invoke_with_timeout("sleep", 500, Duration::from_millis(50))
         .await

@@ -1,28 +1,30 @@
 //! The MessagePack and protobuf endpoints over real sockets: calls, errors, channels and binary
 //! values through the Rust client, `#api`, ping handling, and bad frames that must not crash.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
 use serde_json::{json, Value};
-use sockyard::client::{Client, ClientError, ClientEvent, ClientOptions};
+use sockyard::client::{Client, ClientEvent, ClientOptions};
 use sockyard::codec::protobuf::{EventTypes, Schema};
 use sockyard::codec::{Binary, Encoding};
 use sockyard::config::DEMO_PROTO;
 use sockyard::protocol::socketcluster::ProtocolVersion;
 use sockyard::{Config, Server};
-use support::*;
+use sockyard_test_support::client::{assert_remote_errors, next_event, next_publication};
+use sockyard_test_support::router::test_router;
+use sockyard_test_support::server::{start, start_with, start_with_router, TestServer};
+use sockyard_test_support::socketcluster::{echo, handshaken, next_json};
+use sockyard_test_support::ws::{connect, next, send};
 use tokio_tungstenite::tungstenite::Message;
 
 fn minbin_url(server: &TestServer) -> String {
-    format!("ws://{}/socketcluster-minbin/", server.addr)
+    server.url_of("/socketcluster-minbin/")
 }
 
 fn protobuf_url(server: &TestServer) -> String {
-    format!("ws://{}/socketcluster-protobuf/", server.addr)
+    server.url_of("/socketcluster-protobuf/")
 }
 
 fn demo_schema() -> Encoding {
@@ -36,41 +38,16 @@ async fn exercise(url: &str, encoding: Encoding) {
     let value = json!({"a": [1, 2.5, -3], "s": "é", "n": null, "t": true, "o": {"x": {}}});
     assert_eq!(client.invoke("echo", &value).await, Ok(Some(value)));
     assert_eq!(client.invoke("nothing", 1).await, Ok(None));
-    let err = client.invoke("fail", ()).await.unwrap_err();
-    let ClientError::Remote(err) = err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        (err.name.as_ref(), err.message.as_str(), &err.extra["extra"]),
-        ("CustomError", "bad thing", &json!(42))
-    );
-    let err = client.invoke("missing", ()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Remote(e) if e.name == "NotFound"));
+    assert_remote_errors(&client).await;
     client.subscribe("news").await.unwrap();
     client.publish("news", json!({"n": 1})).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            ClientEvent::Publication { channel, data } => {
-                assert_eq!((channel.as_str(), data), ("news", Some(json!({"n": 1}))));
-                break;
-            }
-            _ => continue,
-        }
-    }
+    let (channel, data) = next_publication(&mut events).await;
+    assert_eq!((channel.as_str(), data), ("news", Some(json!({"n": 1}))));
     // The server can call the client too.
     let caller = client.clone();
     let call = tokio::spawn(async move { caller.invoke("callClient", json!({"q": 1})).await });
     loop {
-        if let ClientEvent::Invoke(incoming) =
-            tokio::time::timeout(Duration::from_secs(5), events.next())
-                .await
-                .unwrap()
-                .unwrap()
-        {
+        if let ClientEvent::Invoke(incoming) = next_event(&mut events).await {
             incoming.respond(Ok(Some(json!({"answer": 2}))));
             break;
         }
@@ -280,7 +257,7 @@ async fn bad_binary_frames_are_ignored_without_harm() {
         let options = ClientOptions::default().encoding(encoding.clone());
         let (client, _events) = Client::connect(&url, options).await.unwrap();
         // A raw socket on the same endpoint, handshaken through the codec.
-        let mut raw = raw_connect(&url).await;
+        let mut raw = connect(&url).await;
         let mut handshake = Vec::new();
         let kind = sockyard::protocol::socketcluster::encode_event(
             &encoding,
@@ -292,12 +269,12 @@ async fn bad_binary_frames_are_ignored_without_harm() {
         .unwrap();
         assert_eq!(kind, sockyard::codec::FrameKind::Binary);
         raw.send(Message::binary(handshake)).await.unwrap();
-        next_message(&mut raw).await;
+        next(&mut raw).await;
         for frame in frames {
             raw.send(Message::binary(frame)).await.unwrap();
         }
         // JSON text on a binary endpoint is not a packet either.
-        send_text(&mut raw, &echo(2, json!(1))).await;
+        send(&mut raw, &echo(2, json!(1))).await;
         assert_eq!(
             client.invoke("echo", "still fine").await,
             Ok(Some(json!("still fine"))),
@@ -314,7 +291,7 @@ async fn bad_binary_frames_are_ignored_without_harm() {
         .unwrap();
         raw.send(Message::binary(frame)).await.unwrap();
         let reply = loop {
-            if let Message::Binary(bytes) = next_message(&mut raw).await {
+            if let Message::Binary(bytes) = next(&mut raw).await {
                 break bytes;
             }
         };
@@ -332,7 +309,7 @@ async fn bad_binary_frames_are_ignored_without_harm() {
             .error_count(sockyard::metrics::ErrorKind::raw_message)
             >= 9
     );
-    send_text(&mut bystander, &echo(2, json!("ok"))).await;
+    send(&mut bystander, &echo(2, json!("ok"))).await;
     assert_eq!(next_json(&mut bystander).await["data"], "ok");
 }
 

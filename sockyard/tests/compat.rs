@@ -17,21 +17,23 @@
 //! with `npm ci` when `compat/node_modules` lacks them. Without Node the tests are skipped with a
 //! message, unless `CI=true`, where that is a failure.
 
-mod support;
-
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sockyard::codec::protobuf::EventTypes;
 use sockyard::codec::Codec;
 use sockyard::config::{Authorizer, Dialect};
 use sockyard::Config;
+use sockyard_test_support::database::SqliteFile;
+use sockyard_test_support::node::{NodeError, NodeProject};
+use sockyard_test_support::router::test_router;
+use sockyard_test_support::server::{start_built, start_with};
+use sockyard_test_support::skip::ok_or_skip;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 /// Short ping settings for both servers, so the ping scenarios see several pings in ~2.5 s and a
@@ -63,124 +65,31 @@ fn compat_dir() -> PathBuf {
         .join("compat")
 }
 
-/// Whether `program --version` runs.
-fn tool_available(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+/// The npm project in `compat/`, its scripts run without inherited suite settings that would
+/// redirect them (`SC_FILTER`, `SC_JOBS`, `CT_FILTER`, `CT_JOBS`, `CODEC_FILTER` and
+/// `CODEC_JOBS` pass through, for debugging).
+fn project() -> NodeProject {
+    NodeProject::new(compat_dir(), &REQUIRED_PACKAGES).without_env(&[
+        "SC_URL",
+        "SC_V1_URL",
+        "SC_SERVER",
+        "CT_URL",
+        "CT_SC_URL",
+        "CT_AUTHORIZE_TIMEOUT_MS",
+        "CODEC",
+        "CODEC_SERVER",
+        "CODEC_MINBIN_URL",
+        "CODEC_PROTOBUF_URL",
+        "CODEC_AUTH_KEY",
+    ])
 }
 
-/// Whether `compat/node_modules` holds the packages of the current lock file.
-fn packages_installed(dir: &Path) -> bool {
-    let modules = dir.join("node_modules");
-    let all_present = REQUIRED_PACKAGES
-        .iter()
-        .all(|name| modules.join(name).join("package.json").is_file());
-    // npm writes node_modules/.package-lock.json last; an older one means the lock file changed
-    // since the last install.
-    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let up_to_date = match (
-        modified(modules.join(".package-lock.json")),
-        modified(dir.join("package-lock.json")),
-    ) {
-        (Some(installed), Some(locked)) => installed >= locked,
-        _ => false,
-    };
-    all_present && up_to_date
-}
-
-/// A directory created atomically as a lock between test processes (cargo nextest runs each test
-/// in its own process), removed on drop.
-struct InstallLock(PathBuf);
-
-impl InstallLock {
-    /// Waits for the lock; a lock older than `stale_after` is taken to be left by a killed run.
-    fn acquire(path: PathBuf, stale_after: Duration) -> io::Result<Self> {
-        let deadline = SystemTime::now() + Duration::from_secs(300);
-        loop {
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(Self(path)),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                    let age = fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok());
-                    if age.is_some_and(|age| age > stale_after) {
-                        let _ = fs::remove_dir(&path);
-                        continue;
-                    }
-                    if SystemTime::now() > deadline {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("{} is still held after 300 s", path.display()),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-}
-
-impl Drop for InstallLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
-/// Checks for Node and installs the npm packages if needed; `Err` says why the suite cannot run.
-fn prepare() -> Result<(), String> {
-    if !tool_available("node") {
-        return Err("`node` was not found on PATH (Node.js 20 is needed)".to_owned());
-    }
-    let dir = compat_dir();
-    if packages_installed(&dir) {
-        return Ok(());
-    }
-    let _lock = InstallLock::acquire(dir.join(".npm-install.lock"), Duration::from_secs(600))
-        .map_err(|err| format!("cannot lock the npm install: {err}"))?;
-    // Another process may have finished the install while we waited.
-    if packages_installed(&dir) {
-        return Ok(());
-    }
-    if !tool_available("npm") {
-        return Err("`npm` was not found on PATH (needed to install compat/ packages)".to_owned());
-    }
-    eprintln!("compat: running `npm ci` in {}", dir.display());
-    let output = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .output()
-        .map_err(|err| format!("cannot run npm: {err}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`npm ci` failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    if !packages_installed(&dir) {
-        return Err("`npm ci` succeeded but compat/node_modules is incomplete".to_owned());
-    }
-    Ok(())
-}
-
-/// Runs [`prepare`] once per process. Returns false when the test should be skipped.
+/// Checks for Node and installs the npm packages once per process. Returns false when the
+/// test should be skipped.
 fn ready() -> bool {
-    static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
-    match PREPARED.get_or_init(prepare) {
-        Ok(()) => true,
-        Err(reason) if support::may_skip() => {
-            eprintln!("skipping the compatibility test: {reason} (with CI=true this fails)");
-            false
-        }
-        Err(reason) => panic!("the compatibility test cannot run: {reason}"),
-    }
+    static PREPARED: OnceLock<Result<(), NodeError>> = OnceLock::new();
+    let prepared = PREPARED.get_or_init(|| project().prepare());
+    ok_or_skip("the compatibility test", prepared.as_ref()).is_some()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -189,29 +98,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// A command for `node <script>` in `compat/`, without inherited suite settings that would
-/// redirect it (`SC_FILTER`, `SC_JOBS`, `CT_FILTER`, `CT_JOBS`, `CODEC_FILTER` and `CODEC_JOBS`
-/// pass through, for debugging).
-fn node(script: &str) -> Command {
-    let mut command = Command::new("node");
-    command
-        .arg(script)
-        .current_dir(compat_dir())
-        .env_remove("SC_URL")
-        .env_remove("SC_V1_URL")
-        .env_remove("SC_SERVER")
-        .env_remove("CT_URL")
-        .env_remove("CT_SC_URL")
-        .env_remove("CT_AUTHORIZE_TIMEOUT_MS")
-        .env_remove("CODEC")
-        .env_remove("CODEC_SERVER")
-        .env_remove("CODEC_MINBIN_URL")
-        .env_remove("CODEC_PROTOBUF_URL")
-        .env_remove("CODEC_AUTH_KEY")
-        .kill_on_drop(true);
-    command
 }
 
 /// Reads a child's pipe to the end in the background.
@@ -231,30 +117,9 @@ async fn run_suite(label: &str, args: &[&str]) {
 
 /// Runs `node <script> <args>` in `compat/` like [`run_suite`].
 async fn run_script(label: &str, script: &str, args: &[&str]) {
-    let mut command = node(script);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = tokio::time::timeout(SUITE_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{label}: the suite did not finish within {SUITE_TIMEOUT:?}"))
-        .expect("run node suite.js");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!(
-        "---- {label}: node {script} {} ----\n{stdout}",
-        args.join(" ")
-    );
-    if !stderr.trim().is_empty() {
-        println!("---- {label}: stderr ----\n{stderr}");
-    }
-    assert!(
-        output.status.success(),
-        "{label}: the compatibility suite failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    project()
+        .run_script(label, script, args, SUITE_TIMEOUT)
+        .await;
 }
 
 /// The official server, `compat/reference-server.js`, on a free port.
@@ -274,7 +139,8 @@ impl ReferenceServer {
 
     /// A reference server whose codec engine is `codec` (`json`, `minbin` or `protobuf`).
     async fn start_with_codec(protocol_version: u8, codec: &str) -> Self {
-        let mut child = node("reference-server.js")
+        let mut child = project()
+            .node("reference-server.js")
             .args(["--port", "0", "--protocol-version"])
             .arg(protocol_version.to_string())
             .args(["--codec", codec])
@@ -339,7 +205,7 @@ fn official_clients_against_sockyard() {
             endpoint.ping_interval_ms = PING_INTERVAL_MS;
             endpoint.ping_timeout_ms = PING_TIMEOUT_MS;
         }
-        let server = support::start_with(config).await;
+        let server = start_with(config).await;
         let url = server.url();
         // One dual-ping endpoint serves both client generations (--v1-url defaults to --url).
         run_suite(
@@ -412,8 +278,8 @@ fn original_ctproto_client_against_sockyard() {
         assert_eq!(ctproto.dialect, Dialect::CtProto);
         ctproto.authorizer = Authorizer::TokenOrUsername;
         ctproto.authorize_timeout_ms = CTPROTO_AUTHORIZE_TIMEOUT_MS;
-        let server = support::start_with(config).await;
-        let url = format!("ws://{}/ctproto", server.addr);
+        let server = start_with(config).await;
+        let url = server.url_of("/ctproto");
         let sc_url = server.url();
         let timeout = CTPROTO_AUTHORIZE_TIMEOUT_MS.to_string();
         run_script(
@@ -493,9 +359,9 @@ fn codec_clients_against_sockyard() {
         return;
     }
     runtime().block_on(async {
-        let server = support::start_with(codec_config()).await;
-        let minbin = format!("ws://{}/socketcluster-minbin/", server.addr);
-        let protobuf = format!("ws://{}/socketcluster-protobuf/", server.addr);
+        let server = start_with(codec_config()).await;
+        let minbin = server.url_of("/socketcluster-minbin/");
+        let protobuf = server.url_of("/socketcluster-protobuf/");
         run_script(
             "codecs sockyard",
             "codecs/suite.js",
@@ -562,28 +428,11 @@ async fn official_clients_against_resources() {
     if !ready() {
         return;
     }
-    /// Removes the SQLite file and its journals, however the test ends.
-    struct TempDb(PathBuf);
-    impl Drop for TempDb {
-        fn drop(&mut self) {
-            for suffix in ["", "-wal", "-shm", "-journal"] {
-                let mut path = self.0.clone().into_os_string();
-                path.push(suffix);
-                let _ = fs::remove_file(path);
-            }
-        }
-    }
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    let db = TempDb(std::env::temp_dir().join(format!(
-        "sockyard-compat-resources-{}-{nanos}.db",
-        std::process::id()
-    )));
+    let db = SqliteFile::new("compat-resources");
 
     let mut config = Config::default();
     config.auth.key = AUTH_KEY.into();
-    config.storage.url = format!("sqlite://{}", db.0.display());
+    config.storage.url = db.url();
     let names: Vec<&str> = config.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["creature", "album", "song"], "the demo's resources");
     let resources =
@@ -605,17 +454,17 @@ async fn official_clients_against_resources() {
             .open_storage(&config.storage)
             .await
             .expect("open the resources in a fresh SQLite file");
-    let routes = support::test_router()
+    let routes = test_router()
         .nest("", resources.router())
         .build()
         .expect("routes");
-    let server = support::start_built(
+    let server = start_built(
         sockyard::Server::builder(&config)
             .routes(routes)
             .resources(resources),
     )
     .await;
-    let ct_url = format!("ws://{}/ctproto", server.addr);
+    let ct_url = server.url_of("/ctproto");
     let sc_url = server.url();
     run_script(
         "resources",

@@ -2,8 +2,6 @@
 //! errors, routing, error envelopes that echo the request id, pushes to a filtered set of
 //! connections, and channels shared with SocketCluster clients.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt as _;
@@ -14,7 +12,11 @@ use sockyard::client::ClientError;
 use sockyard::config::Authorizer;
 use sockyard::stages::Stages;
 use sockyard::{ApiError, Config, Server};
-use support::*;
+use sockyard_test_support::client::next_update;
+use sockyard_test_support::router::test_router;
+use sockyard_test_support::server::{start_built, start_with, TestServer};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: &str = "ctproto-test-key";
@@ -26,7 +28,7 @@ fn config() -> Config {
 }
 
 fn ct_url(server: &TestServer) -> String {
-    format!("ws://{}/ctproto", server.addr)
+    server.url_of("/ctproto")
 }
 
 fn request(kind: &str, payload: Value, id: &str) -> String {
@@ -34,8 +36,8 @@ fn request(kind: &str, payload: Value, id: &str) -> String {
 }
 
 async fn authorized(server: &TestServer, payload: Value) -> Ws {
-    let mut ws = raw_connect(&ct_url(server)).await;
-    send_text(&mut ws, &request("authorize", payload, "auth000001")).await;
+    let mut ws = connect(&ct_url(server)).await;
+    send(&mut ws, &request("authorize", payload, "auth000001")).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["messageId"], "auth000001", "{reply}");
     ws
@@ -44,8 +46,8 @@ async fn authorized(server: &TestServer, payload: Value) -> Ws {
 #[tokio::test]
 async fn authorize_with_a_username_or_a_token() {
     let server = start_with(config()).await;
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(
+    let mut ws = connect(&ct_url(&server)).await;
+    send(
         &mut ws,
         &request("authorize", json!({"username": "ann"}), "abcdeABCDE"),
     )
@@ -54,25 +56,25 @@ async fn authorize_with_a_username_or_a_token() {
         next_json(&mut ws).await,
         json!({"messageId": "abcdeABCDE", "payload": {"username": "ann"}})
     );
-    send_text(&mut ws, &request("whoami", json!({}), "0123456789")).await;
+    send(&mut ws, &request("whoami", json!({}), "0123456789")).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"messageId": "0123456789", "payload": {"username": "ann"}})
     );
     // A second authorize is ignored, as in the original.
-    send_text(
+    send(
         &mut ws,
         &request("authorize", json!({"username": "eve"}), "abcdeABCDF"),
     )
     .await;
-    send_text(&mut ws, &request("whoami", json!({}), "0123456780")).await;
+    send(&mut ws, &request("whoami", json!({}), "0123456780")).await;
     assert_eq!(next_json(&mut ws).await["payload"]["username"], "ann");
 
     let token = Authenticator::hs256(KEY.as_bytes(), Duration::from_secs(60))
         .sign(json!({"userId": "42"}).as_object().unwrap().clone())
         .unwrap();
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(
+    let mut ws = connect(&ct_url(&server)).await;
+    send(
         &mut ws,
         &request("authorize", json!({"token": token}), "abcdeABCDE"),
     )
@@ -108,12 +110,12 @@ async fn refused_authorizations_close_1008_with_the_reason() {
             "Authorization failed: payload must carry a token",
         ),
     ] {
-        let mut ws = raw_connect(&ct_url(&server)).await;
-        send_text(&mut ws, &request("authorize", payload, "abcdeABCDE")).await;
+        let mut ws = connect(&ct_url(&server)).await;
+        send(&mut ws, &request("authorize", payload, "abcdeABCDE")).await;
         assert_eq!(expect_close(&mut ws).await, (1008, reason.to_owned()));
     }
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(&mut ws, &request("echo", json!({}), "abcdeABCDE")).await;
+    let mut ws = connect(&ct_url(&server)).await;
+    send(&mut ws, &request("echo", json!({}), "abcdeABCDE")).await;
     assert_eq!(
         expect_close(&mut ws).await,
         (1008, "Unauthorized".to_owned())
@@ -125,7 +127,7 @@ async fn no_authorize_before_the_deadline_closes_1013_even_after_a_bad_frame() {
     let mut config = config();
     config.endpoints[1].authorize_timeout_ms = 300;
     let server = start_with(config).await;
-    let mut ws = raw_connect(&ct_url(&server)).await;
+    let mut ws = connect(&ct_url(&server)).await;
     let started = Instant::now();
     assert_eq!(
         expect_close(&mut ws).await,
@@ -134,8 +136,8 @@ async fn no_authorize_before_the_deadline_closes_1013_even_after_a_bad_frame() {
     assert!(started.elapsed() >= Duration::from_millis(250));
     // An invalid frame gets its error envelope but does not stop the clock (the original's
     // loophole).
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(&mut ws, r#"{"type":"authorize","messageId":"abcdeABCDE"}"#).await;
+    let mut ws = connect(&ct_url(&server)).await;
+    send(&mut ws, r#"{"type":"authorize","messageId":"abcdeABCDE"}"#).await;
     let error = next_json(&mut ws).await;
     assert_eq!(error["type"], "error");
     assert_eq!(
@@ -148,14 +150,14 @@ async fn no_authorize_before_the_deadline_closes_1013_even_after_a_bad_frame() {
 #[tokio::test]
 async fn binary_frames_and_invalid_json_close_1003() {
     let server = start_with(config()).await;
-    let mut ws = raw_connect(&ct_url(&server)).await;
+    let mut ws = connect(&ct_url(&server)).await;
     ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(
         expect_close(&mut ws).await,
         (1003, "Unsupported data".to_owned())
     );
     let mut ws = authorized(&server, json!({"username": "ann"})).await;
-    send_text(&mut ws, "not json").await;
+    send(&mut ws, "not json").await;
     let (code, reason) = expect_close(&mut ws).await;
     assert_eq!(code, 1003);
     assert!(!reason.is_empty());
@@ -192,7 +194,7 @@ async fn format_errors_answer_without_closing() {
             None,
         ),
     ] {
-        send_text(&mut ws, frame).await;
+        send(&mut ws, frame).await;
         let reply = next_json(&mut ws).await;
         assert_eq!(reply["type"], "error", "{frame}");
         assert_eq!(
@@ -206,7 +208,7 @@ async fn format_errors_answer_without_closing() {
             None => assert_eq!(id.len(), 10),
         }
     }
-    send_text(
+    send(
         &mut ws,
         &request("echo", json!({"still": "open"}), "0123456789"),
     )
@@ -221,17 +223,17 @@ async fn format_errors_answer_without_closing() {
 async fn unknown_types_and_failing_handlers_answer_with_the_request_id() {
     let server = start_with(config()).await;
     let mut ws = authorized(&server, json!({"username": "ann"})).await;
-    send_text(&mut ws, &request("nope", json!({}), "0123456789")).await;
+    send(&mut ws, &request("nope", json!({}), "0123456789")).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"type": "error", "payload": {"error": "Unknown procedure 'nope'", "name": "NotFound"}, "messageId": "0123456789"})
     );
-    send_text(&mut ws, &request("fail", json!({}), "abcdefghij")).await;
+    send(&mut ws, &request("fail", json!({}), "abcdefghij")).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"type": "error", "payload": {"error": "bad thing", "name": "CustomError", "extra": 42}, "messageId": "abcdefghij"})
     );
-    send_text(&mut ws, &request("panic", json!({}), "ABCDEFGHIJ")).await;
+    send(&mut ws, &request("panic", json!({}), "ABCDEFGHIJ")).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(
         (
@@ -241,7 +243,7 @@ async fn unknown_types_and_failing_handlers_answer_with_the_request_id() {
         (Some("InternalError"), Some("ABCDEFGHIJ"))
     );
     // Replies without data have no payload field.
-    send_text(&mut ws, &request("nothing", json!({}), "0000000000")).await;
+    send(&mut ws, &request("nothing", json!({}), "0000000000")).await;
     assert_eq!(next_json(&mut ws).await, json!({"messageId": "0000000000"}));
 }
 
@@ -260,13 +262,13 @@ async fn requests_sent_during_authorization_wait_for_it() {
             .stages(stages),
     )
     .await;
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(
+    let mut ws = connect(&ct_url(&server)).await;
+    send(
         &mut ws,
         &request("authorize", json!({"username": "ann"}), "abcdeABCDE"),
     )
     .await;
-    send_text(&mut ws, &request("whoami", json!({}), "0123456789")).await;
+    send(&mut ws, &request("whoami", json!({}), "0123456789")).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"messageId": "abcdeABCDE", "payload": {"username": "ann"}})
@@ -276,13 +278,13 @@ async fn requests_sent_during_authorization_wait_for_it() {
         json!({"messageId": "0123456789", "payload": {"username": "ann"}})
     );
     // A refused authorization closes before the waiting request is looked at.
-    let mut ws = raw_connect(&ct_url(&server)).await;
-    send_text(
+    let mut ws = connect(&ct_url(&server)).await;
+    send(
         &mut ws,
         &request("authorize", json!({"username": "eve"}), "abcdeABCDE"),
     )
     .await;
-    send_text(&mut ws, &request("whoami", json!({}), "0123456789")).await;
+    send(&mut ws, &request("whoami", json!({}), "0123456789")).await;
     assert_eq!(
         expect_close(&mut ws).await,
         (1008, "Authorization failed: unknown user".to_owned())
@@ -303,7 +305,7 @@ async fn pushes_reach_a_filtered_set_of_connections() {
     let mut member = authorized(&server, json!({"user": "a", "workspaceIds": ["123", "7"]})).await;
     let mut outsider = authorized(&server, json!({"user": "b", "workspaceIds": ["9"]})).await;
     let mut sc_member = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut sc_member,
         r#"{"event":"login","data":{"username":"c"},"cid":2}"#,
     )
@@ -337,7 +339,7 @@ async fn pushes_reach_a_filtered_set_of_connections() {
         json!({"event": "workspace-updated", "data": {"workspace": "123"}})
     );
     // The outsider got nothing; closing through the registry works too.
-    send_text(&mut outsider, &request("echo", json!(1), "0123456789")).await;
+    send(&mut outsider, &request("echo", json!(1), "0123456789")).await;
     assert_eq!(next_json(&mut outsider).await["messageId"], "0123456789");
     for target in server.handle.find(|c| {
         c.claims()
@@ -356,20 +358,20 @@ async fn ctproto_and_socketcluster_clients_share_channels() {
     let server = start_with(config()).await;
     let mut ct = authorized(&server, json!({"username": "ann"})).await;
     let mut sc = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ct,
         &request("#subscribe", json!({"channel": "lobby"}), "sub0000001"),
     )
     .await;
     assert_eq!(next_json(&mut ct).await, json!({"messageId": "sub0000001"}));
-    send_text(
+    send(
         &mut sc,
         r##"{"event":"#subscribe","data":{"channel":"lobby"},"cid":2}"##,
     )
     .await;
     assert_eq!(next_json(&mut sc).await, json!({"rid": 2}));
 
-    send_text(
+    send(
         &mut sc,
         r##"{"event":"#publish","data":{"channel":"lobby","data":{"from":"sc"}}}"##,
     )
@@ -385,7 +387,7 @@ async fn ctproto_and_socketcluster_clients_share_channels() {
         json!({"event": "#publish", "data": {"channel": "lobby", "data": {"from": "sc"}}})
     );
 
-    send_text(
+    send(
         &mut ct,
         &request(
             "#publish",
@@ -407,7 +409,7 @@ async fn ctproto_and_socketcluster_clients_share_channels() {
     );
     // Channel errors are the same for both dialects.
     let mut anonymous = authorized(&server, json!({"username": "bob"})).await;
-    send_text(
+    send(
         &mut anonymous,
         &request("#unsubscribe", json!({"channel": "lobby"}), "uns0000001"),
     )
@@ -436,10 +438,7 @@ async fn the_rust_client_authorizes_sends_and_receives_updates() {
     );
     client.subscribe("news").await.unwrap();
     server.handle.publish("news", json!("hello")).await.unwrap();
-    let update = tokio::time::timeout(Duration::from_secs(5), updates.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let update = next_update(&mut updates).await;
     assert_eq!(update.kind, "#publish");
     assert_eq!(
         update.payload,

@@ -1,8 +1,6 @@
 //! Bad input and limits, tried as a careless or hostile client would: each gets its documented
 //! reply or close code, and every other connection keeps working.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -10,10 +8,12 @@ use serde_json::json;
 use sockyard::metrics::ErrorKind;
 use sockyard::ws::frame::{self, OpCode};
 use sockyard::Config;
-use support::*;
+use sockyard_test_support::http::http_get;
+use sockyard_test_support::server::{start, start_with, TestServer};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::ws::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Upgrades a plain TCP stream by hand so the test can write arbitrary bytes afterwards.
@@ -66,17 +66,12 @@ async fn raw_close_code(tcp: &mut TcpStream) -> u16 {
     }
 }
 
-async fn assert_alive(ws: &mut Ws, cid: u64) {
-    send_text(ws, &echo(cid, json!("alive"))).await;
-    assert_eq!(next_json(ws).await, json!({"rid": cid, "data": "alive"}));
-}
-
 #[tokio::test]
 async fn non_json_text_is_ignored_and_counted() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
     for text in ["hello", "{broken", "[1,2", "42"] {
-        send_text(&mut ws, text).await;
+        send(&mut ws, text).await;
     }
     assert_alive(&mut ws, 2).await;
     assert_eq!(
@@ -89,15 +84,8 @@ async fn non_json_text_is_ignored_and_counted() {
 async fn a_10_mb_frame_closes_1009_and_spares_others() {
     let server = start().await;
     let mut bystander = handshaken(&server.url()).await;
-    let config = WebSocketConfig::default()
-        .max_message_size(None)
-        .max_frame_size(None);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(server.url(), Some(config), false)
-            .await
-            .unwrap();
-    send_text(&mut ws, r##"{"event":"#handshake","cid":1}"##).await;
-    next_json(&mut ws).await;
+    let mut ws = connect_unlimited(&server.url()).await;
+    handshake(&mut ws).await;
     let big = format!(
         r#"{{"event":"echo","data":"{}","cid":2}}"#,
         "x".repeat(10 << 20)
@@ -192,32 +180,15 @@ async fn fragmented_messages_and_ws_pings_are_handled() {
 async fn ten_thousand_messages_in_a_burst_are_all_answered_in_order() {
     let server = start().await;
     let mut bystander = handshaken(&server.url()).await;
-    let mut ws = handshaken(&server.url()).await;
-    let (mut sink, mut stream) = ws.split();
-    let writer = tokio::spawn(async move {
-        for cid in 2..10_002u64 {
-            sink.feed(Message::text(echo(cid, json!(cid))))
-                .await
-                .unwrap();
-        }
-        sink.flush().await.unwrap();
-        sink
-    });
+    let ws = handshaken(&server.url()).await;
+    let (writer, mut stream) = feed_in_background(
+        ws,
+        (2..10_002u64).map(|cid| Message::text(echo(cid, json!(cid)))),
+    );
     let mut expected = 2u64;
     let started = Instant::now();
     while expected < 10_002 {
-        let message = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let Message::Text(text) = message else {
-            continue;
-        };
-        if text.is_empty() || text.as_str() == "#1" {
-            continue;
-        }
-        let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        let reply = next_json_within(&mut stream, Duration::from_secs(20)).await;
         assert_eq!(reply, json!({"rid": expected, "data": expected}));
         expected += 1;
         if expected == 5_000 {
@@ -231,8 +202,7 @@ async fn ten_thousand_messages_in_a_burst_are_all_answered_in_order() {
             );
         }
     }
-    let sink = writer.await.unwrap();
-    ws = sink.reunite(stream).unwrap();
+    let mut ws = writer.await.unwrap().reunite(stream).unwrap();
     assert_alive(&mut ws, 20_000).await;
     assert!(started.elapsed() < Duration::from_secs(20));
 }
@@ -276,7 +246,7 @@ async fn a_client_that_never_reads_is_closed_4400_and_others_carry_on() {
     let mut ws = handshaken(&server.url()).await;
     // Ask for far more than the socket buffers, queue and write buffer hold together, and do
     // not read.
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"flood","data":{"count":200000,"size":1000},"cid":2}"#,
     )
@@ -342,14 +312,7 @@ async fn connection_limits_answer_503() {
     assert!(err.to_string().contains("503"), "{err}");
     drop(_a);
     // The slot frees up once the first connection is gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if tokio_tungstenite::connect_async(server.url()).await.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    connect_eventually(&server.url(), "the slot to free").await;
 
     let mut config = Config::default();
     config.limits.max_connections_per_ip = 1;
@@ -410,11 +373,5 @@ async fn a_connection_that_never_finishes_its_headers_is_dropped() {
         );
     }
     // Others are unaffected.
-    let mut fine = TcpStream::connect(server.addr).await.unwrap();
-    fine.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = Vec::new();
-    fine.read_to_end(&mut reply).await.unwrap();
-    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+    assert_eq!(http_get(server.addr, "/health").await.status, 200);
 }

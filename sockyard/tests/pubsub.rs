@@ -1,63 +1,29 @@
 //! Channels over real sockets: subscribe, publish, unsubscribe and kick-out with exact frames,
 //! fan-out to many subscribers, slow subscribers, limits and malformed requests.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{json, Value};
+use futures_util::SinkExt as _;
+use serde_json::json;
 use sockyard::client::{Client, ClientEvent, ClientOptions};
 use sockyard::metrics::ErrorKind;
 use sockyard::Config;
-use support::*;
+use sockyard_test_support::client::{next_event, next_publication};
+use sockyard_test_support::server::{start, start_with};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::wait::eventually;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::Message;
-
-fn subscribe(cid: u64, channel: &str) -> String {
-    json!({"event": "#subscribe", "data": {"channel": channel}, "cid": cid}).to_string()
-}
-
-fn publish(cid: Option<u64>, channel: &str, data: Value) -> String {
-    let mut frame = json!({"event": "#publish", "data": {"channel": channel, "data": data}});
-    if let Some(cid) = cid {
-        frame["cid"] = json!(cid);
-    }
-    frame.to_string()
-}
-
-/// Reads `n` JSON frames (skipping pings) and returns them sorted so replies and pushes can be
-/// compared without assuming their relative order.
-async fn next_n(ws: &mut Ws, n: usize) -> Vec<Value> {
-    let mut frames = Vec::new();
-    for _ in 0..n {
-        frames.push(next_json(ws).await);
-    }
-    frames.sort_by_key(|f| f.to_string());
-    frames
-}
-
-/// Asserts nothing but pings arrives within `window`.
-async fn assert_quiet(ws: &mut Ws, window: Duration) {
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        if let Message::Text(text) = &message {
-            if text.is_empty() || text.as_str() == "#1" {
-                continue;
-            }
-        }
-        panic!("unexpected frame: {message:?}");
-    }
-}
 
 #[tokio::test]
 async fn subscribers_including_the_publisher_receive_publications() {
     let server = start().await;
     let mut alice = handshaken(&server.url()).await;
     let mut bob = handshaken(&server.url()).await;
-    send_text(&mut alice, &subscribe(2, "ch1")).await;
+    send(&mut alice, &subscribe(2, "ch1")).await;
     assert_eq!(next_json(&mut alice).await, json!({"rid": 2}));
     // Subscription data is accepted (and seen by the subscribe stage).
-    send_text(
+    send(
         &mut bob,
         r##"{"event":"#subscribe","data":{"channel":"ch1","data":{"hi":1}},"cid":2}"##,
     )
@@ -66,7 +32,7 @@ async fn subscribers_including_the_publisher_receive_publications() {
     assert_eq!(server.handle.subscriber_count("ch1"), 2);
 
     // Invoke form: the publisher gets the publication and the acknowledgement.
-    send_text(&mut alice, &publish(Some(3), "ch1", json!({"x": 1}))).await;
+    send(&mut alice, &publish(Some(3), "ch1", json!({"x": 1}))).await;
     let delivery = json!({"event": "#publish", "data": {"channel": "ch1", "data": {"x": 1}}});
     assert_eq!(
         next_n(&mut alice, 2).await,
@@ -75,7 +41,7 @@ async fn subscribers_including_the_publisher_receive_publications() {
     assert_eq!(next_json(&mut bob).await, delivery);
 
     // Transmit form: no acknowledgement.
-    send_text(&mut bob, &publish(None, "ch1", json!("two"))).await;
+    send(&mut bob, &publish(None, "ch1", json!("two"))).await;
     let delivery = json!({"event": "#publish", "data": {"channel": "ch1", "data": "two"}});
     assert_eq!(next_json(&mut alice).await, delivery);
     assert_eq!(next_json(&mut bob).await, delivery);
@@ -97,16 +63,16 @@ async fn subscribers_including_the_publisher_receive_publications() {
 async fn unsubscribe_stops_deliveries_and_reports_unknown_channels() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, &subscribe(2, "ch")).await;
+    send(&mut ws, &subscribe(2, "ch")).await;
     next_json(&mut ws).await;
     // The official client's form: a transmit with the bare channel name.
-    send_text(&mut ws, r##"{"event":"#unsubscribe","data":"ch"}"##).await;
-    send_text(&mut ws, &publish(Some(3), "ch", json!(1))).await;
+    send(&mut ws, r##"{"event":"#unsubscribe","data":"ch"}"##).await;
+    send(&mut ws, &publish(Some(3), "ch", json!(1))).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 3}));
     assert_quiet(&mut ws, Duration::from_millis(100)).await;
     assert_eq!(server.handle.subscriber_count("ch"), 0);
     // The invoke form replies, and names the problem when there is no such subscription.
-    send_text(&mut ws, r##"{"event":"#unsubscribe","data":"ch","cid":4}"##).await;
+    send(&mut ws, r##"{"event":"#unsubscribe","data":"ch","cid":4}"##).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["rid"], 4);
     assert_eq!(reply["error"]["name"], "BrokerError");
@@ -122,12 +88,12 @@ async fn unsubscribe_stops_deliveries_and_reports_unknown_channels() {
 async fn a_transmitted_subscribe_subscribes_nobody() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#subscribe","data":{"channel":"ch"}}"##,
     )
     .await;
-    send_text(&mut ws, &echo(2, json!(1))).await;
+    send(&mut ws, &echo(2, json!(1))).await;
     next_json(&mut ws).await;
     assert_eq!(server.handle.subscriber_count("ch"), 0);
 }
@@ -136,9 +102,9 @@ async fn a_transmitted_subscribe_subscribes_nobody() {
 async fn kick_out_removes_the_subscription_and_tells_the_client() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, &subscribe(2, "room")).await;
+    send(&mut ws, &subscribe(2, "room")).await;
     next_json(&mut ws).await;
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"kickMe","data":{"channel":"room","message":"bye"},"cid":3}"#,
     )
@@ -185,7 +151,7 @@ async fn malformed_requests_get_socketcluster_errors() {
             "Unsubscribe channel name was malformatted",
         ),
     ] {
-        send_text(&mut ws, frame).await;
+        send(&mut ws, frame).await;
         assert_eq!(
             next_json(&mut ws).await,
             json!({"rid": 2, "error": {"name": "InvalidActionError", "message": message}}),
@@ -193,17 +159,17 @@ async fn malformed_requests_get_socketcluster_errors() {
         );
     }
     let long = "c".repeat(300);
-    send_text(&mut ws, &subscribe(3, &long)).await;
+    send(&mut ws, &subscribe(3, &long)).await;
     assert_eq!(
         next_json(&mut ws).await["error"]["name"],
         "InvalidActionError"
     );
-    send_text(&mut ws, &subscribe(4, "")).await;
+    send(&mut ws, &subscribe(4, "")).await;
     assert_eq!(
         next_json(&mut ws).await["error"]["name"],
         "InvalidActionError"
     );
-    assert_alive_echo(&mut ws).await;
+    assert_alive(&mut ws, 99).await;
     assert!(
         server
             .handle
@@ -213,40 +179,18 @@ async fn malformed_requests_get_socketcluster_errors() {
     );
 }
 
-async fn assert_alive_echo(ws: &mut Ws) {
-    send_text(ws, &echo(99, json!("alive"))).await;
-    assert_eq!(next_json(ws).await, json!({"rid": 99, "data": "alive"}));
-}
-
 #[tokio::test]
 async fn a_hundred_thousand_subscriptions_stop_at_the_limit() {
     let server = start().await;
-    let mut ws = handshaken(&server.url()).await;
-    let (mut sink, mut stream) = ws.split();
-    let writer = tokio::spawn(async move {
-        for i in 0..100_000u64 {
-            sink.feed(Message::text(subscribe(i + 2, &format!("ch{i}"))))
-                .await
-                .unwrap();
-        }
-        sink.flush().await.unwrap();
-        sink
-    });
+    let ws = handshaken(&server.url()).await;
+    let (writer, mut stream) = feed_in_background(
+        ws,
+        (0..100_000u64).map(|i| Message::text(subscribe(i + 2, &format!("ch{i}")))),
+    );
     let mut refused = 0;
     let mut accepted = 0;
     while accepted + refused < 100_000 {
-        let message = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let Message::Text(text) = message else {
-            continue;
-        };
-        if text.is_empty() || text.as_str() == "#1" {
-            continue;
-        }
-        let reply: Value = serde_json::from_str(text.as_str()).unwrap();
+        let reply = next_json_within(&mut stream, Duration::from_secs(30)).await;
         match reply.get("error") {
             None => accepted += 1,
             Some(error) => {
@@ -258,32 +202,24 @@ async fn a_hundred_thousand_subscriptions_stop_at_the_limit() {
         }
     }
     assert_eq!(accepted, 1000);
-    ws = writer.await.unwrap().reunite(stream).unwrap();
-    assert_alive_echo(&mut ws).await;
+    let mut ws = writer.await.unwrap().reunite(stream).unwrap();
+    assert_alive(&mut ws, 99).await;
     drop(ws);
     // Closing the connection releases every subscription.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.handle.subscriber_count("ch0") != 0 {
-        assert!(Instant::now() < deadline, "subscriptions not released");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the subscriptions to be released", || {
+        server.handle.subscriber_count("ch0") == 0
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_10_mb_publish_is_refused_by_the_message_limit() {
     let server = start().await;
     let mut subscriber = handshaken(&server.url()).await;
-    send_text(&mut subscriber, &subscribe(2, "big")).await;
+    send(&mut subscriber, &subscribe(2, "big")).await;
     next_json(&mut subscriber).await;
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(None)
-        .max_frame_size(None);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(server.url(), Some(config), false)
-            .await
-            .unwrap();
-    send_text(&mut ws, r##"{"event":"#handshake","cid":1}"##).await;
-    next_json(&mut ws).await;
+    let mut ws = connect_unlimited(&server.url()).await;
+    handshake(&mut ws).await;
     let _ = ws
         .send(Message::text(publish(
             Some(2),
@@ -293,7 +229,7 @@ async fn a_10_mb_publish_is_refused_by_the_message_limit() {
         .await;
     assert_eq!(expect_close(&mut ws).await.0, 1009);
     assert_quiet(&mut subscriber, Duration::from_millis(200)).await;
-    assert_alive_echo(&mut subscriber).await;
+    assert_alive(&mut subscriber, 99).await;
 }
 
 #[tokio::test]
@@ -302,7 +238,7 @@ async fn client_publish_can_be_disabled() {
     config.channels.allow_client_publish = false;
     let server = start_with(config).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, &publish(Some(2), "ch", json!(1))).await;
+    send(&mut ws, &publish(Some(2), "ch", json!(1))).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 2, "error": {"name": "InvalidActionError", "message": "Client publish feature is disabled"}})
@@ -318,7 +254,7 @@ async fn a_slow_subscriber_is_cut_off_without_slowing_the_others() {
     let mut fast = handshaken(&server.url()).await;
     let mut slow = handshaken(&server.url()).await;
     for ws in [&mut fast, &mut slow] {
-        send_text(ws, &subscribe(2, "firehose")).await;
+        send(ws, &subscribe(2, "firehose")).await;
         assert_eq!(next_json(ws).await, json!({"rid": 2}));
     }
     // The slow subscriber never reads; the fast one reads everything as it comes.
@@ -375,18 +311,10 @@ async fn fan_out_reaches_every_subscriber_in_order() {
     for (_, events) in &mut clients {
         let mut expected = 0;
         while expected < 20 {
-            match tokio::time::timeout(Duration::from_secs(5), events.next())
-                .await
-                .unwrap()
-                .unwrap()
-            {
-                ClientEvent::Publication { channel, data } => {
-                    assert_eq!(channel, "news");
-                    assert_eq!(data, Some(json!(expected)));
-                    expected += 1;
-                }
-                _ => continue,
-            }
+            let (channel, data) = next_publication(events).await;
+            assert_eq!(channel, "news");
+            assert_eq!(data, Some(json!(expected)));
+            expected += 1;
         }
     }
     let metrics = server.handle.metrics().render();
@@ -417,33 +345,18 @@ async fn the_client_subscribes_again_after_reconnecting() {
         .await
         .ok();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let event = next_event(&mut events).await;
         if matches!(&event, ClientEvent::Connected { id, .. } if *id != first) {
             break;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.handle.subscriber_count("again") != 1 {
-        assert!(Instant::now() < deadline, "not subscribed again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the subscription again", || {
+        server.handle.subscriber_count("again") == 1
+    })
+    .await;
     server.handle.publish("again", "back").await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            ClientEvent::Publication { channel, data } => {
-                assert_eq!((channel.as_str(), data), ("again", Some(json!("back"))));
-                break;
-            }
-            _ => continue,
-        }
-    }
+    let (channel, data) = next_publication(&mut events).await;
+    assert_eq!((channel.as_str(), data), ("again", Some(json!("back"))));
     assert_eq!(client.subscriptions(), ["again"]);
 }
 
@@ -451,7 +364,7 @@ async fn the_client_subscribes_again_after_reconnecting() {
 async fn messages_sent_just_before_a_close_frame_are_still_processed() {
     let server = start().await;
     let mut subscriber = handshaken(&server.url()).await;
-    send_text(&mut subscriber, &subscribe(2, "last")).await;
+    send(&mut subscriber, &subscribe(2, "last")).await;
     next_json(&mut subscriber).await;
     let mut publisher = handshaken(&server.url()).await;
     // The publication and the close frame leave in one write, so they arrive in one read.

@@ -2,14 +2,13 @@
 //! text and binary with binary, unchanged, up to the message limit; there is no handshake, the
 //! server pings with WebSocket pings, and pushes and errors come as plain messages.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use sockyard::config::{Dialect, EndpointConfig, DEFAULT_TOML};
 use sockyard::Config;
-use support::*;
+use sockyard_test_support::server::{start_with, start_with_router, TestServer};
+use sockyard_test_support::ws::{connect, expect_close, next};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The embedded default, served with the demo's procedures (what `sockyard serve` runs).
@@ -21,16 +20,6 @@ async fn demo() -> (TestServer, Config) {
 
 fn echo_url(server: &TestServer) -> String {
     format!("ws://{}/echo", server.addr)
-}
-
-/// The next data message, skipping the server's pings.
-async fn next_data(ws: &mut Ws) -> Message {
-    loop {
-        match next_message(ws).await {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => return other,
-        }
-    }
 }
 
 fn raw_endpoint(path: &str, route: &str) -> EndpointConfig {
@@ -45,7 +34,7 @@ fn raw_endpoint(path: &str, route: &str) -> EndpointConfig {
 async fn the_demo_echoes_text_as_text_and_binary_as_binary_unchanged() {
     let (server, config) = demo().await;
     let limit = config.limits.max_message_bytes;
-    let mut ws = raw_connect(&echo_url(&server)).await;
+    let mut ws = connect(&echo_url(&server)).await;
     let large_text = "é".repeat(limit / 2);
     let large_binary: Vec<u8> = (0..limit).map(|i| (i % 251) as u8).collect();
     let messages = [
@@ -62,7 +51,7 @@ async fn the_demo_echoes_text_as_text_and_binary_as_binary_unchanged() {
         ws.send(message.clone()).await.unwrap();
     }
     for message in messages {
-        assert_eq!(next_data(&mut ws).await, message);
+        assert_eq!(next(&mut ws).await, message);
     }
     // Above the limit: 1009, as on every endpoint.
     ws.send(Message::binary(vec![0u8; limit + 1]))
@@ -83,12 +72,13 @@ async fn there_is_no_handshake_and_the_server_pings_with_websocket_pings() {
     echo.ping_interval_ms = 100;
     echo.ping_timeout_ms = 1000;
     let server = start_with_router(config, sockyard::demo::router()).await;
-    let mut ws = raw_connect(&echo_url(&server)).await;
+    let mut ws = connect(&echo_url(&server)).await;
     // Well past the handshake timeout, the connection is open and pinged.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(matches!(next_message(&mut ws).await, Message::Ping(_)));
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(matches!(first, Ok(Some(Ok(Message::Ping(_))))), "{first:?}");
     ws.send(Message::text("still here")).await.unwrap();
-    assert_eq!(next_data(&mut ws).await, Message::text("still here"));
+    assert_eq!(next(&mut ws).await, Message::text("still here"));
     // Read for longer than the ping timeout: pings keep coming, and the client's automatic
     // pongs keep the connection open.
     let until = tokio::time::Instant::now() + Duration::from_millis(1500);
@@ -101,7 +91,7 @@ async fn there_is_no_handshake_and_the_server_pings_with_websocket_pings() {
     }
     assert!(pings >= 5, "{pings} pings in 1.5 s");
     ws.send(Message::text("alive")).await.unwrap();
-    assert_eq!(next_data(&mut ws).await, Message::text("alive"));
+    assert_eq!(next(&mut ws).await, Message::text("alive"));
 }
 
 #[tokio::test]
@@ -113,17 +103,17 @@ async fn pushes_are_plain_messages_and_errors_are_their_json() {
     ];
     let server = start_with(config).await;
     // `pushToMe` transmits its data back as an event and replies without data: one message.
-    let mut ws = raw_connect(&format!("ws://{}/push", server.addr)).await;
+    let mut ws = connect(&format!("ws://{}/push", server.addr)).await;
     ws.send(Message::binary(vec![9u8, 8])).await.unwrap();
     ws.send(Message::text("pushed")).await.unwrap();
-    assert_eq!(next_data(&mut ws).await, Message::binary(vec![9u8, 8]));
-    assert_eq!(next_data(&mut ws).await, Message::text("pushed"));
+    assert_eq!(next(&mut ws).await, Message::binary(vec![9u8, 8]));
+    assert_eq!(next(&mut ws).await, Message::text("pushed"));
     // A route that does not exist: the error as JSON text, and the connection stays open.
-    let mut ws = raw_connect(&format!("ws://{}/nope", server.addr)).await;
+    let mut ws = connect(&format!("ws://{}/nope", server.addr)).await;
     for _ in 0..2 {
         ws.send(Message::text("x")).await.unwrap();
         assert_eq!(
-            next_data(&mut ws).await,
+            next(&mut ws).await,
             Message::text(r#"{"name":"NotFound","message":"Unknown procedure 'nope'"}"#)
         );
     }

@@ -5,10 +5,6 @@
 //! postgres://postgres@127.0.0.1:5432/test, each in a schema of its own; without a server they
 //! skip with a message, except in CI.
 
-mod support;
-
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +17,12 @@ use sockyard::codec::Encoding;
 use sockyard::config::DEMO_PROTO;
 use sockyard::resource::{Before, HookContext, Operation, Resources, ResourcesBuilder};
 use sockyard::{ApiError, Config, Router, Server};
-use support::*;
-
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+use sockyard_test_support::client::{next_update, publication};
+use sockyard_test_support::database::{PostgresSchema, SqliteFile, POSTGRES_URL};
+use sockyard_test_support::server::{start_server, TestServer};
+use sockyard_test_support::skip::ok_or_skip;
+use sockyard_test_support::socketcluster::{echo, handshaken, next_json};
+use sockyard_test_support::ws::send;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -32,97 +31,29 @@ enum Backend {
 }
 
 /// A database of one test's own, removed when dropped.
-struct Db {
-    url: String,
-    place: Place,
+enum Db {
+    Sqlite(SqliteFile),
+    Postgres(PostgresSchema),
 }
 
-enum Place {
-    File(PathBuf),
-    Schema(String),
-}
-
-fn unique() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn postgres_admin() -> Result<sqlx::PgPool, sqlx::Error> {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(POSTGRES)
-        .await
+impl Db {
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(file) => file.url(),
+            Self::Postgres(schema) => schema.url(),
+        }
+    }
 }
 
 /// A fresh database for `backend`, or `None` when PostgreSQL is absent outside CI.
 async fn db(backend: Backend) -> Option<Db> {
     match backend {
-        Backend::Sqlite => {
-            let path = std::env::temp_dir().join(format!("sockyard-resources-{}.db", unique()));
-            Some(Db {
-                url: format!("sqlite://{}", path.display()),
-                place: Place::File(path),
-            })
-        }
+        Backend::Sqlite => Some(Db::Sqlite(SqliteFile::new("resources"))),
         Backend::Postgres => {
-            let admin = match postgres_admin().await {
-                Ok(pool) => pool,
-                Err(err) if may_skip() => {
-                    eprintln!("skipping: PostgreSQL is not reachable at {POSTGRES}: {err}");
-                    return None;
-                }
-                Err(err) => panic!("PostgreSQL is required in CI ({POSTGRES}): {err}"),
-            };
-            let schema = format!("sockyard_test_{}", unique());
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            )))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-            admin.close().await;
-            Some(Db {
-                url: format!("{POSTGRES}?options=-c%20search_path%3D{schema}"),
-                place: Place::Schema(schema),
-            })
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        match &self.place {
-            Place::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut name = path.clone().into_os_string();
-                    name.push(suffix);
-                    let _ = std::fs::remove_file(name);
-                }
-            }
-            Place::Schema(schema) => {
-                let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-                // Drop runs inside the test's runtime: clean up on a thread with its own.
-                let _ = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    runtime.block_on(async move {
-                        if let Ok(admin) = postgres_admin().await {
-                            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(&admin)
-                                .await;
-                            admin.close().await;
-                        }
-                    });
-                })
-                .join();
-            }
+            let schema = PostgresSchema::create("resources")
+                .await
+                .map_err(|err| format!("PostgreSQL is not reachable at {POSTGRES_URL}: {err}"));
+            ok_or_skip("a resources test on PostgreSQL", schema).map(Db::Postgres)
         }
     }
 }
@@ -134,11 +65,11 @@ struct App {
 
 impl App {
     fn ct_url(&self) -> String {
-        format!("ws://{}/ctproto", self.server.addr)
+        self.server.url_of("/ctproto")
     }
 
     fn protobuf_url(&self) -> String {
-        format!("ws://{}/socketcluster-protobuf/", self.server.addr)
+        self.server.url_of("/socketcluster-protobuf/")
     }
 
     async fn client(&self) -> (Client, Events) {
@@ -161,7 +92,7 @@ fn config(db: &Db, resources_toml: Option<&str>) -> Config {
         Some(text) => Config::from_toml_str(text, "test").expect("test config"),
         None => Config::default(),
     };
-    config.storage.url = db.url.clone();
+    config.storage.url = db.url();
     config
 }
 
@@ -217,24 +148,6 @@ async fn err(client: &Client, event: &str, data: Value) -> ApiError {
         Ok(reply) => panic!("{event} {data}: expected an error, got {reply}"),
         Err(error) => error,
     }
-}
-
-/// The next publication on `channel`, skipping other events.
-async fn publication(events: &mut Events, channel: &str) -> Value {
-    let wait = async {
-        loop {
-            match events.next().await {
-                Some(ClientEvent::Publication { channel: c, data }) if c == channel => {
-                    return data.unwrap_or(Value::Null);
-                }
-                Some(_) => {}
-                None => panic!("connection closed while waiting on {channel}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), wait)
-        .await
-        .unwrap_or_else(|_| panic!("no publication on {channel}"))
 }
 
 /// No publication arrives on any channel within a short while.
@@ -808,7 +721,7 @@ async fn validation_and_bad_input(backend: Backend) {
     let deep = format!("{}1{}", r#"{"a":"#.repeat(1000), "}".repeat(1000));
     let frame =
         format!(r#"{{"event":"creature/create","data":{{"name":"deep","age":{deep}}},"cid":2}}"#);
-    send_text(&mut ws, &frame).await;
+    send(&mut ws, &frame).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["rid"], 2, "{reply}");
     assert_eq!(reply["error"]["name"], "InvalidMessageError", "{reply}");
@@ -819,7 +732,7 @@ async fn validation_and_bad_input(backend: Backend) {
             .contains("128 levels"),
         "{reply}"
     );
-    send_text(&mut ws, &echo(3, json!("still here"))).await;
+    send(&mut ws, &echo(3, json!("still here"))).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 3, "data": "still here"})
@@ -1437,10 +1350,7 @@ async fn ctproto_clients_reach_resources(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(created["version"], 1);
-    let update = tokio::time::timeout(Duration::from_secs(5), updates.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let update = next_update(&mut updates).await;
     assert_eq!(update.kind, "#publish");
     assert_eq!(
         update.payload,

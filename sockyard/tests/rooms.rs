@@ -1,14 +1,15 @@
 //! Rooms declared in a `serve` configuration: `[[room]]` tables mount wrapped programs beside
 //! the RPC endpoints, on the same port, with the server's auth key and metrics.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use sockyard::{Config, Router, Server};
-use support::*;
+use sockyard_test_support::http::http_get;
+use sockyard_test_support::server::{start_server, TestServer};
+use sockyard_test_support::socketcluster::{echo, handshaken, next_json};
+use sockyard_test_support::ws::{connect, expect_close, send, text};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -38,63 +39,43 @@ async fn serve() -> TestServer {
     start_server(server).await
 }
 
-async fn next_text(ws: &mut Ws) -> String {
-    match next_message(ws).await {
-        Message::Text(text) => text.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-async fn http_get(server: &TestServer, path: &str) -> (u16, String) {
-    let url = format!("http://{}{path}", server.addr);
-    let output = tokio::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", &url])
-        .output()
-        .await
-        .expect("curl");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.parse().unwrap_or(0), body.to_owned())
-}
-
 #[tokio::test]
 async fn rooms_run_beside_the_rpc_endpoints() {
     let server = serve().await;
-    let mut a = raw_connect(&format!("ws://{}/chat/lobby", server.addr)).await;
-    assert_eq!(next_text(&mut a).await, "joined 1");
-    let mut b = raw_connect(&format!("ws://{}/chat/lobby", server.addr)).await;
-    assert_eq!(next_text(&mut a).await, "joined 2");
-    assert_eq!(next_text(&mut b).await, "joined 2");
+    let mut a = connect(&server.url_of("/chat/lobby")).await;
+    assert_eq!(text(&mut a).await, "joined 1");
+    let mut b = connect(&server.url_of("/chat/lobby")).await;
+    assert_eq!(text(&mut a).await, "joined 2");
+    assert_eq!(text(&mut b).await, "joined 2");
     a.send(Message::text("hello")).await.unwrap();
-    assert_eq!(next_text(&mut a).await, "hello");
-    assert_eq!(next_text(&mut b).await, "hello");
+    assert_eq!(text(&mut a).await, "hello");
+    assert_eq!(text(&mut b).await, "hello");
 
     // The RPC endpoint on the same port is unaffected.
     let mut rpc = handshaken(&server.url()).await;
-    send_text(&mut rpc, &echo(2, json!("rpc"))).await;
+    send(&mut rpc, &echo(2, json!("rpc"))).await;
     assert_eq!(next_json(&mut rpc).await, json!({"rid": 2, "data": "rpc"}));
 
-    let (status, body) = http_get(&server, "/chat/api/rooms").await;
-    assert_eq!(status, 200);
+    let rooms = http_get(server.addr, "/chat/api/rooms").await;
+    assert_eq!(rooms.status, 200);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        rooms.json(),
         json!([{"connections": 2, "metadata": null, "name": "lobby"}])
     );
-    let (_, metrics) = http_get(&server, "/metrics").await;
+    let metrics = http_get(server.addr, "/metrics").await.body;
     assert!(
         metrics.contains(r#"sockyard_room_connections_total{room="/chat/lobby"} 2"#),
         "{metrics}"
     );
     assert!(metrics.contains("sockyard_connections_total"), "{metrics}");
     assert_eq!(metrics.matches("# EOF").count(), 1);
-    let (status, _) = http_get(&server, "/chat/").await;
-    assert_eq!(status, 404);
+    assert_eq!(http_get(server.addr, "/chat/").await.status, 404);
 }
 
 #[tokio::test]
 async fn rooms_can_require_the_servers_tokens() {
     let server = serve().await;
-    let url = format!("ws://{}/private/vault", server.addr);
+    let url = server.url_of("/private/vault");
     let refused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
     assert!(refused.to_string().contains("401"), "{refused}");
     let token = server
@@ -110,7 +91,7 @@ async fn rooms_can_require_the_servers_tokens() {
         .await
         .expect("a good token opens the room");
     ws.send(Message::text("secret")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "secret");
+    assert_eq!(text(&mut ws).await, "secret");
     // A token for other rooms does not open this one.
     let other = server
         .handle
@@ -127,8 +108,8 @@ async fn rooms_can_require_the_servers_tokens() {
 #[tokio::test]
 async fn shutdown_closes_room_clients_with_1001() {
     let server = serve().await;
-    let mut ws = raw_connect(&format!("ws://{}/chat/bye", server.addr)).await;
-    assert_eq!(next_text(&mut ws).await, "joined 1");
+    let mut ws = connect(&server.url_of("/chat/bye")).await;
+    assert_eq!(text(&mut ws).await, "joined 1");
     let stopping = tokio::spawn(server.shutdown());
     let (code, reason) = expect_close(&mut ws).await;
     assert_eq!((code, reason.as_str()), (1001, "Server is shutting down"));

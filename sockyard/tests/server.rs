@@ -1,39 +1,33 @@
 //! The HTTP side and the server's life: health, metrics, paths that are not endpoints, and
 //! graceful shutdown.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::*;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use sockyard_test_support::http::{get_request, http_get, http_raw, HttpReply};
+use sockyard_test_support::server::{start, start_with, TestServer};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::ws::*;
+use tokio_tungstenite::tungstenite::Message;
 
-async fn http_get(server: &TestServer, path: &str, extra_headers: &str) -> (u16, String, String) {
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+/// `GET path` with `extra_headers` (each line ending in `\r\n`).
+async fn get_with(server: &TestServer, path: &str, extra_headers: &str) -> HttpReply {
+    http_raw(server.addr, &get_request(path, extra_headers)).await
 }
 
 #[tokio::test]
 async fn health_reports_version_and_uptime() {
     let server = start().await;
     let _ws = handshaken(&server.url()).await;
-    let (status, head, body) = http_get(&server, "/health", "").await;
-    assert_eq!(status, 200);
-    assert!(head
-        .to_ascii_lowercase()
-        .contains("content-type: application/json"));
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let reply = http_get(server.addr, "/health").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json")),
+        "{reply:?}"
+    );
+    let body = reply.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["uptime_seconds"].as_f64().unwrap() >= 0.0);
@@ -44,12 +38,13 @@ async fn health_reports_version_and_uptime() {
 async fn metrics_count_connections_messages_and_errors() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, &echo(2, json!(1))).await;
+    send(&mut ws, &echo(2, json!(1))).await;
     next_json(&mut ws).await;
-    send_text(&mut ws, r#"{"event":"nope","cid":3}"#).await;
+    send(&mut ws, r#"{"event":"nope","cid":3}"#).await;
     next_json(&mut ws).await;
-    let (status, _, body) = http_get(&server, "/metrics", "").await;
-    assert_eq!(status, 200);
+    let reply = http_get(server.addr, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    let body = reply.body;
     for needle in [
         "sockyard_connections_open 1",
         "sockyard_connections_total 1",
@@ -66,20 +61,30 @@ async fn only_endpoint_paths_upgrade() {
     let server = start().await;
     let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     // SocketCluster matches the path exactly: no trailing slash, no endpoint.
-    assert_eq!(http_get(&server, "/socketcluster", upgrade).await.0, 404);
-    assert_eq!(http_get(&server, "/elsewhere", upgrade).await.0, 404);
-    assert_eq!(http_get(&server, "/elsewhere", "").await.0, 404);
-    let (status, head, _) = http_get(&server, "/socketcluster/", "").await;
-    assert_eq!(status, 426);
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
+    assert_eq!(
+        get_with(&server, "/socketcluster", upgrade).await.status,
+        404
+    );
+    assert_eq!(get_with(&server, "/elsewhere", upgrade).await.status, 404);
+    assert_eq!(http_get(server.addr, "/elsewhere").await.status, 404);
+    let reply = http_get(server.addr, "/socketcluster/").await;
+    assert_eq!(reply.status, 426);
+    assert!(
+        reply
+            .header("upgrade")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("websocket")),
+        "{reply:?}"
+    );
     let bad_version = upgrade.replace("Version: 13", "Version: 8");
     assert_eq!(
-        http_get(&server, "/socketcluster/", &bad_version).await.0,
+        get_with(&server, "/socketcluster/", &bad_version)
+            .await
+            .status,
         400
     );
     // A query string does not change the path.
     let mut ws = handshaken(&format!("{}?foo=bar", server.url())).await;
-    send_text(&mut ws, &echo(2, json!("q"))).await;
+    send(&mut ws, &echo(2, json!("q"))).await;
     assert_eq!(next_json(&mut ws).await["data"], "q");
 }
 
@@ -88,7 +93,7 @@ async fn shutdown_closes_sockets_with_1001_after_queued_messages() {
     let server = start().await;
     let mut idle = handshaken(&server.url()).await;
     let mut busy = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut busy,
         r#"{"event":"pushToMe","data":"last words","cid":2}"#,
     )
@@ -99,13 +104,11 @@ async fn shutdown_closes_sockets_with_1001_after_queued_messages() {
     let shutdown = tokio::spawn(server.shutdown());
     let mut seen = Vec::new();
     let close = loop {
-        match next_message(&mut busy).await {
-            tokio_tungstenite::tungstenite::Message::Text(text)
-                if !text.is_empty() && text.as_str() != "#1" =>
-            {
+        match next(&mut busy).await {
+            Message::Text(text) if !is_ping(text.as_str()) => {
                 seen.push(serde_json::from_str::<Value>(text.as_str()).unwrap());
             }
-            tokio_tungstenite::tungstenite::Message::Close(frame) => break frame.unwrap(),
+            Message::Close(frame) => break frame.unwrap(),
             _ => {}
         }
     };

@@ -1,8 +1,6 @@
 //! SocketCluster protocol behaviour over real sockets: handshake, calls, batches, pings, close
 //! codes and server-initiated calls, with exact frames.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
@@ -11,18 +9,16 @@ use sockyard::config::EndpointConfig;
 use sockyard::metrics::ErrorKind;
 use sockyard::protocol::socketcluster::ProtocolVersion;
 use sockyard::Config;
-use support::*;
+use sockyard_test_support::server::{start, start_with};
+use sockyard_test_support::socketcluster::*;
+use sockyard_test_support::ws::*;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn handshake_reply_has_id_ping_timeout_and_auth_state() {
     let server = start().await;
-    let mut ws = raw_connect(&server.url()).await;
-    send_text(
-        &mut ws,
-        r##"{"event":"#handshake","data":{"authToken":null},"cid":1}"##,
-    )
-    .await;
+    let mut ws = connect(&server.url()).await;
+    send(&mut ws, HANDSHAKE).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["rid"], 1);
     let data = reply["data"].as_object().unwrap();
@@ -41,7 +37,7 @@ async fn handshake_reply_has_id_ping_timeout_and_auth_state() {
 async fn echo_invoke_transmit_and_replies_without_data() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         &echo(2, json!({"a": [1, 2, {"b": null}], "s": "é"})),
     )
@@ -51,17 +47,17 @@ async fn echo_invoke_transmit_and_replies_without_data() {
         json!({"rid": 2, "data": {"a": [1, 2, {"b": null}], "s": "é"}})
     );
     // Data left out: the echo reply leaves it out too.
-    send_text(&mut ws, r#"{"event":"echo","cid":3}"#).await;
+    send(&mut ws, r#"{"event":"echo","cid":3}"#).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 3}));
     // Explicit null comes back as null.
-    send_text(&mut ws, r#"{"event":"echo","data":null,"cid":4}"#).await;
+    send(&mut ws, r#"{"event":"echo","data":null,"cid":4}"#).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 4, "data": null}));
     // A handler returning () replies without data.
-    send_text(&mut ws, r#"{"event":"nothing","data":1,"cid":5}"#).await;
+    send(&mut ws, r#"{"event":"nothing","data":1,"cid":5}"#).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 5}));
     // A transmit gets no reply: the next frame answers the invoke that follows it.
-    send_text(&mut ws, r#"{"event":"echo","data":"ignored"}"#).await;
-    send_text(&mut ws, &echo(6, json!("after"))).await;
+    send(&mut ws, r#"{"event":"echo","data":"ignored"}"#).await;
+    send(&mut ws, &echo(6, json!("after"))).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 6, "data": "after"}));
 }
 
@@ -69,8 +65,8 @@ async fn echo_invoke_transmit_and_replies_without_data() {
 async fn string_cid_is_a_transmit() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, r#"{"event":"echo","data":1,"cid":"7"}"#).await;
-    send_text(&mut ws, &echo(8, json!(2))).await;
+    send(&mut ws, r#"{"event":"echo","data":1,"cid":"7"}"#).await;
+    send(&mut ws, &echo(8, json!(2))).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 8, "data": 2}));
 }
 
@@ -78,17 +74,17 @@ async fn string_cid_is_a_transmit() {
 async fn errors_carry_name_message_and_extra_fields() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, r#"{"event":"fail","cid":2}"#).await;
+    send(&mut ws, r#"{"event":"fail","cid":2}"#).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 2, "error": {"name": "CustomError", "message": "bad thing", "extra": 42}})
     );
-    send_text(&mut ws, r#"{"event":"nope","data":{},"cid":3}"#).await;
+    send(&mut ws, r#"{"event":"nope","data":{},"cid":3}"#).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 3, "error": {"name": "NotFound", "message": "Unknown procedure 'nope'"}})
     );
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"sleep","data":"not a number","cid":4}"#,
     )
@@ -103,7 +99,7 @@ async fn a_panicking_handler_answers_internal_error_and_harms_nobody() {
     let server = start().await;
     let mut bystander = handshaken(&server.url()).await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, r#"{"event":"panic","cid":2}"#).await;
+    send(&mut ws, r#"{"event":"panic","cid":2}"#).await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["rid"], 2);
     assert_eq!(reply["error"]["name"], "InternalError");
@@ -111,12 +107,12 @@ async fn a_panicking_handler_answers_internal_error_and_harms_nobody() {
         .as_str()
         .unwrap()
         .contains("deliberate"));
-    send_text(&mut ws, &echo(3, json!("still here"))).await;
+    send(&mut ws, &echo(3, json!("still here"))).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 3, "data": "still here"})
     );
-    send_text(&mut bystander, &echo(2, json!("fine"))).await;
+    send(&mut bystander, &echo(2, json!("fine"))).await;
     assert_eq!(
         next_json(&mut bystander).await,
         json!({"rid": 2, "data": "fine"})
@@ -134,7 +130,7 @@ async fn a_panicking_handler_answers_internal_error_and_harms_nobody() {
 async fn batches_are_answered_in_order() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r#"[{"event":"sleep","data":30,"cid":2},{"event":"echo","data":"b","cid":3},{"event":"echo","data":"c"},{"event":"echo","data":"d","cid":4}]"#,
     )
@@ -147,8 +143,8 @@ async fn batches_are_answered_in_order() {
 #[tokio::test]
 async fn handshake_may_share_a_batch_or_a_read_with_the_first_call() {
     let server = start().await;
-    let mut ws = raw_connect(&server.url()).await;
-    send_text(
+    let mut ws = connect(&server.url()).await;
+    send(
         &mut ws,
         r##"[{"event":"#handshake","cid":1},{"event":"echo","data":1,"cid":2}]"##,
     )
@@ -157,7 +153,7 @@ async fn handshake_may_share_a_batch_or_a_read_with_the_first_call() {
     assert_eq!(next_json(&mut ws).await, json!({"rid": 2, "data": 1}));
 
     // Two frames written back to back arrive in one read.
-    let mut ws = raw_connect(&server.url()).await;
+    let mut ws = connect(&server.url()).await;
     ws.feed(Message::text(r##"{"event":"#handshake","cid":1}"##))
         .await
         .unwrap();
@@ -170,8 +166,8 @@ async fn handshake_may_share_a_batch_or_a_read_with_the_first_call() {
 #[tokio::test]
 async fn handshake_without_cid_closes_4008() {
     let server = start().await;
-    let mut ws = raw_connect(&server.url()).await;
-    send_text(
+    let mut ws = connect(&server.url()).await;
+    send(
         &mut ws,
         r##"{"event":"#handshake","data":{"authToken":null}}"##,
     )
@@ -191,8 +187,8 @@ async fn anything_before_the_handshake_closes_4009() {
         "not json",
         r#"{"rid":1}"#,
     ] {
-        let mut ws = raw_connect(&server.url()).await;
-        send_text(&mut ws, frame).await;
+        let mut ws = connect(&server.url()).await;
+        send(&mut ws, frame).await;
         assert_eq!(expect_close(&mut ws).await.0, 4009, "frame {frame:?}");
     }
     assert_eq!(
@@ -209,7 +205,7 @@ async fn no_handshake_within_the_deadline_closes_4005() {
     let mut config = Config::default();
     config.limits.handshake_timeout_ms = 200;
     let server = start_with(config).await;
-    let mut ws = raw_connect(&server.url()).await;
+    let mut ws = connect(&server.url()).await;
     let started = std::time::Instant::now();
     assert_eq!(expect_close(&mut ws).await.0, 4005);
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -267,8 +263,8 @@ async fn answering_pings_keeps_the_connection_and_silence_closes_4001() {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
         while tokio::time::Instant::now() < deadline {
             match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await {
-                Ok(Some(Ok(Message::Text(text)))) if text.is_empty() || text.as_str() == "#1" => {
-                    send_text(&mut ws, pong).await;
+                Ok(Some(Ok(Message::Text(text)))) if is_ping(text.as_str()) => {
+                    send(&mut ws, pong).await;
                 }
                 Ok(Some(Ok(Message::Close(frame)))) => {
                     panic!("{version:?}/{pong:?}: closed: {frame:?}")
@@ -278,7 +274,7 @@ async fn answering_pings_keeps_the_connection_and_silence_closes_4001() {
                 Err(_) => break,
             }
         }
-        send_text(&mut ws, &echo(9, json!("alive"))).await;
+        send(&mut ws, &echo(9, json!("alive"))).await;
         assert_eq!(
             next_json(&mut ws).await,
             json!({"rid": 9, "data": "alive"}),
@@ -302,7 +298,7 @@ async fn answering_pings_keeps_the_connection_and_silence_closes_4001() {
 async fn v1_disconnect_closes_with_the_announced_code() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r##"{"event":"#disconnect","data":{"code":4100,"data":"done"}}"##,
     )
@@ -314,26 +310,26 @@ async fn v1_disconnect_closes_with_the_announced_code() {
 async fn server_invokes_the_client_with_its_own_cids() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, r#"{"event":"callClient","data":{"q":1},"cid":2}"#).await;
+    send(&mut ws, r#"{"event":"callClient","data":{"q":1},"cid":2}"#).await;
     let call = next_json(&mut ws).await;
     assert_eq!(
         call,
         json!({"event": "clientProc", "data": {"q": 1}, "cid": 1})
     );
-    send_text(&mut ws, r#"{"rid":1,"data":{"answer":2}}"#).await;
+    send(&mut ws, r#"{"rid":1,"data":{"answer":2}}"#).await;
     assert_eq!(
         next_json(&mut ws).await,
         json!({"rid": 2, "data": {"answer": 2}})
     );
 
     // The server's counter moves on; an error from the client comes back as the error.
-    send_text(&mut ws, r#"{"event":"callClient","data":null,"cid":3}"#).await;
+    send(&mut ws, r#"{"event":"callClient","data":null,"cid":3}"#).await;
     // `null` data is left out of the frame, as the official server leaves out `undefined`.
     assert_eq!(
         next_json(&mut ws).await,
         json!({"event": "clientProc", "cid": 2})
     );
-    send_text(
+    send(
         &mut ws,
         r#"{"rid":2,"error":{"name":"NoWay","message":"refused"}}"#,
     )
@@ -348,7 +344,7 @@ async fn server_invokes_the_client_with_its_own_cids() {
 async fn server_transmits_reach_the_client() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(&mut ws, r#"{"event":"pushToMe","data":{"n":1},"cid":2}"#).await;
+    send(&mut ws, r#"{"event":"pushToMe","data":{"n":1},"cid":2}"#).await;
     let mut got: Vec<Value> = vec![next_json(&mut ws).await, next_json(&mut ws).await];
     got.sort_by_key(|v| v.get("rid").is_some());
     assert_eq!(
@@ -364,7 +360,7 @@ async fn server_transmits_reach_the_client() {
 async fn server_can_close_a_connection_with_a_code() {
     let server = start().await;
     let mut ws = handshaken(&server.url()).await;
-    send_text(
+    send(
         &mut ws,
         r#"{"event":"closeMe","data":{"code":4500,"reason":"go away"},"cid":2}"#,
     )
@@ -384,7 +380,7 @@ async fn binary_frames_carrying_json_are_read_like_text() {
     ws.send(Message::binary(vec![0xff, 0x00, 0x13]))
         .await
         .unwrap();
-    send_text(&mut ws, &echo(3, json!("ok"))).await;
+    send(&mut ws, &echo(3, json!("ok"))).await;
     assert_eq!(next_json(&mut ws).await, json!({"rid": 3, "data": "ok"}));
     assert_eq!(
         server.handle.metrics().error_count(ErrorKind::raw_message),

@@ -115,6 +115,10 @@ pub(crate) struct Connection<S> {
     close_deadline: Option<Instant>,
     paused_until: Option<Instant>,
     last_seen: Instant,
+    /// Since when the unwritten output has made no progress (`None`: nothing is waiting).
+    write_waiting_since: Option<Instant>,
+    /// The socket is given up: whatever is unwritten is dropped with it.
+    abandoned: bool,
     budget: Budget,
 }
 
@@ -158,6 +162,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             handshake_deadline,
             next_ping,
             close_deadline: None,
+            write_waiting_since: None,
+            abandoned: false,
             paused_until: None,
             last_seen: now,
             budget: Budget::new(limits.max_messages_per_second, now),
@@ -193,6 +199,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll_steps(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         loop {
             let mut progress = false;
+            if self.abandoned {
+                return Poll::Ready(());
+            }
             if self.phase == Phase::Open {
                 if let Some(request) = self.handle.take_close_request() {
                     self.start_close(request.code, &request.reason);
@@ -202,6 +211,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             self.poll_timers(cx);
+            if self.abandoned {
+                return Poll::Ready(());
+            }
             progress |= self.drive_calls(cx);
             if self.peer_close.is_some() {
                 self.finish_peer_close();
@@ -230,6 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Poll::Pending => {}
                 }
             }
+            let was_waiting = self.write_waiting_since.is_some();
             match self.poll_write(cx) {
                 Poll::Ready(Err(err)) => {
                     self.lost(&err);
@@ -244,7 +257,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     progress |= queued_behind;
                 }
-                Poll::Pending => {}
+                // A write starts waiting: loop once more so the timer learns its stall deadline.
+                Poll::Pending => progress |= !was_waiting,
             }
             if !progress {
                 return Poll::Pending;
@@ -260,13 +274,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return false;
         }
         let limits = &self.shared.limits;
-        let held_back = self.queued_bytes >= limits.inbound_queue_bytes
-            || self.out.len() - self.written >= limits.write_buffer_bytes;
-        if held_back {
-            // The client is not at fault while we hold back: do not count it as silence.
-            self.last_seen = Instant::now();
+        if self.out.len() - self.written >= limits.write_buffer_bytes {
+            // The client does not read what it asked for: its silence still counts.
+            return false;
         }
-        !held_back
+        if self.queued_bytes >= limits.inbound_queue_bytes {
+            // Processing is behind, not the client: do not count the pause as silence.
+            self.last_seen = Instant::now();
+            return false;
+        }
+        true
     }
 
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -448,8 +465,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
             if self.close_deadline.is_some_and(|t| now >= t) {
+                // The closing handshake took too long: drop the socket, written or not.
                 self.close_deadline = None;
                 self.phase = Phase::Closed;
+                self.abandoned = true;
+                return;
+            }
+            let stall = Duration::from_millis(self.shared.limits.write_stall_timeout_ms);
+            if self.write_waiting_since.is_some_and(|t| now >= t + stall) {
+                self.shared.metrics.error(ErrorKind::write_stall);
+                if self.phase != Phase::Open {
+                    self.abandoned = true;
+                    return;
+                }
+                // Queued behind what cannot be written; the close deadline then drops the
+                // socket.
+                self.start_close(CLOSE_SLOW_CONSUMER, "Client stopped reading");
+                self.write_waiting_since = Some(now);
             }
             if self.paused_until.is_some_and(|t| now >= t) {
                 self.paused_until = None;
@@ -475,6 +507,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             pong_deadline,
             self.close_deadline,
             self.paused_until,
+            self.write_waiting_since.map(|since| {
+                since + Duration::from_millis(self.shared.limits.write_stall_timeout_ms)
+            }),
         ]
         .into_iter()
         .flatten()
@@ -485,14 +520,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         while self.written < self.out.len() {
             match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.write_waiting_since = None;
+                }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The stall clock runs from the last progress.
+                    self.write_waiting_since.get_or_insert_with(Instant::now);
+                    return Poll::Pending;
+                }
             }
         }
         // Everything is out: release the buffer so an idle connection holds none.
         self.out = Vec::new();
         self.written = 0;
+        self.write_waiting_since = None;
         Poll::Ready(Ok(()))
     }
 

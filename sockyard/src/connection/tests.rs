@@ -100,6 +100,14 @@ fn routes() -> RouteTable {
 /// A SocketCluster JSON connection with `limits`, running on its own task; the handle pushes
 /// to it as other tasks would.
 fn start(limits: Limits) -> (Peer, ConnectionHandle, tokio::task::JoinHandle<Ending>) {
+    start_on(limits, 256 * 1024)
+}
+
+/// [`start`] over a socket that holds `socket_bytes` in flight.
+fn start_on(
+    limits: Limits,
+    socket_bytes: usize,
+) -> (Peer, ConnectionHandle, tokio::task::JoinHandle<Ending>) {
     let common = Arc::new(Common {
         exchange: Exchange::in_memory(),
         auth: Authenticator::hs256(b"test", Duration::from_secs(3600)),
@@ -133,10 +141,10 @@ fn start(limits: Limits) -> (Peer, ConnectionHandle, tokio::task::JoinHandle<End
         "t".into(),
         "127.0.0.1:1".parse().unwrap(),
         format,
-        shared.limits.outbound_queue_length,
+        shared.limits.queue_limits(),
         common,
     );
-    let (client, server) = tokio::io::duplex(256 * 1024);
+    let (client, server) = tokio::io::duplex(socket_bytes);
     let connection = Connection::new(server, &[], handle.clone(), shared, endpoint);
     let task = tokio::spawn(connection.run());
     let peer = Peer {
@@ -253,4 +261,58 @@ async fn queued_frames_beyond_the_write_buffer_all_go_out() {
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["data"]["i"], i);
     }
+}
+
+/// A client that stops reading is closed once its writes make no progress for the stall
+/// timeout, and its socket dropped once the close handshake cannot complete either.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_then_dropped() {
+    let limits = Limits {
+        write_stall_timeout_ms: 200,
+        close_timeout_ms: 200,
+        ..Limits::default()
+    };
+    let (mut peer, handle, task) = start_on(limits, 16 * 1024);
+    peer.handshake().await;
+    // Far more than the socket holds; the client reads none of it.
+    for i in 0..40 {
+        let _ = handle.transmit("big", serde_json::json!({"i": i, "pad": "x".repeat(4096)}));
+    }
+    let ending = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the connection ends within the stall and close timeouts")
+        .unwrap();
+    assert_eq!(
+        ending,
+        Ending {
+            code: 4400,
+            reason: "Client stopped reading".to_owned()
+        }
+    );
+    assert!(handle.is_closed());
+    drop(peer);
+}
+
+/// A slow reader whose writes keep progressing is not a stalled one.
+#[tokio::test]
+async fn a_slow_reader_that_keeps_reading_stays_connected() {
+    let limits = Limits {
+        write_stall_timeout_ms: 300,
+        ..Limits::default()
+    };
+    let (mut peer, handle, task) = start_on(limits, 16 * 1024);
+    peer.handshake().await;
+    let count = 40;
+    for i in 0..count {
+        handle
+            .transmit("big", serde_json::json!({"i": i, "pad": "x".repeat(4096)}))
+            .unwrap();
+    }
+    for i in 0..count {
+        // Slower than the stall timeout over all, but never stalled for that long.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let value: Value = serde_json::from_str(&peer.next_text().await).unwrap();
+        assert_eq!(value["data"]["i"], i);
+    }
+    assert!(!task.is_finished());
 }

@@ -39,12 +39,24 @@ pub enum Outbound {
 /// A publish-out filter: called for every subscriber of every publication, so it must be quick.
 pub type PublishOut<S> = Arc<dyn Fn(&S, &str, &Value) -> Outbound + Send + Sync>;
 
+/// How many channels one subscriber may hold: a count, and the bytes of their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionLimits {
+    /// Channels at once.
+    pub count: usize,
+    /// Bytes of their names together.
+    pub bytes: usize,
+}
+
 /// Why a subscription was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SubscribeError {
     /// The connection already holds the maximum number of subscriptions.
     #[error("the socket has reached its limit of {0} subscriptions")]
     Limit(usize),
+    /// The names of the connection's channels would take more than this many bytes.
+    #[error("the socket has reached its limit of {0} bytes of channel names")]
+    NameBytes(usize),
     /// The broker could not subscribe.
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -166,15 +178,15 @@ impl<S: Subscriber> Exchange<S> {
     }
 
     /// Subscribes `subscriber` to `channel` (subscribing twice is not an error), keeping it
-    /// under `limit` subscriptions.
+    /// within `limits`.
     pub async fn subscribe(
         &self,
         subscriber: &S,
         channel: &str,
-        limit: usize,
+        limits: SubscriptionLimits,
     ) -> Result<(), SubscribeError> {
         let channel: Arc<str> = Arc::from(channel);
-        if !subscriber.add_subscription(&channel, limit)? {
+        if !subscriber.add_subscription(&channel, limits)? {
             return Ok(());
         }
         let first = {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::SubscribeError;
+use super::{SubscribeError, SubscriptionLimits};
 
 /// The outcome of queueing a frame for a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,13 @@ pub trait Subscriber: Clone + Send + Sync + 'static {
     /// Queues one complete, already-encoded frame (shared across subscribers of a format).
     fn push(&self, frame: Bytes) -> Delivery;
 
-    /// Records a subscription on the subscriber's side; `Ok(false)` if it already existed.
-    fn add_subscription(&self, channel: &Arc<str>, limit: usize) -> Result<bool, SubscribeError>;
+    /// Records a subscription on the subscriber's side, within `limits`; `Ok(false)` if it
+    /// already existed.
+    fn add_subscription(
+        &self,
+        channel: &Arc<str>,
+        limits: SubscriptionLimits,
+    ) -> Result<bool, SubscribeError>;
 
     /// Forgets a subscription; false if there was none.
     fn remove_subscription(&self, channel: &str) -> bool;

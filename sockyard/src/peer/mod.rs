@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::auth::access::AccessRules;
 use crate::auth::{now_seconds, Authenticator, Claims};
 use crate::error::ApiError;
-use crate::exchange::{Delivery, Exchange, SubscribeError, Subscriber};
+use crate::exchange::{Delivery, Exchange, SubscribeError, Subscriber, SubscriptionLimits};
 use crate::protocol::{CallId, EncodeError, Format, FormatKey, Outgoing};
 
 pub(crate) use outbox::CloseRequest;
@@ -35,6 +35,14 @@ pub(crate) struct Common {
     pub(crate) exchange: Exchange<ConnectionHandle>,
     pub(crate) auth: Authenticator,
     pub(crate) access: AccessRules,
+}
+
+/// How much other tasks may queue for one connection (`limits.outbound_queue_length` and
+/// `limits.outbound_queue_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueLimits {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
 }
 
 /// Source of connection keys, unique within the process.
@@ -92,6 +100,8 @@ type ReplySender = oneshot::Sender<Result<Option<Value>, ApiError>>;
 struct State {
     /// Complete, encoded WebSocket frames waiting for the connection task.
     frames: VecDeque<Bytes>,
+    /// Bytes of `frames`.
+    queued_bytes: usize,
     /// No more frames are accepted.
     closed: bool,
     /// A push found the queue full.
@@ -104,6 +114,8 @@ struct State {
     claims: Option<Arc<Claims>>,
     /// Channels the connection is subscribed to.
     subscriptions: HashSet<Arc<str>>,
+    /// Bytes of their names.
+    subscription_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -113,7 +125,7 @@ struct Shared {
     remote_addr: SocketAddr,
     format: Format,
     common: Arc<Common>,
-    limit: usize,
+    limits: QueueLimits,
     next_cid: AtomicU64,
     state: Mutex<State>,
     waker: AtomicWaker,
@@ -122,8 +134,9 @@ struct Shared {
 /// A handle to one live connection, cheap to clone and usable from any task.
 ///
 /// Pushes are encoded by the caller and queued; the connection's task writes them out in
-/// batches. The queue is bounded (`limits.outbound_queue_length`): a connection that does not
-/// keep up is closed with code 4400 rather than allowed to grow without limit.
+/// batches. The queue is bounded in frames and in bytes (`limits.outbound_queue_length`,
+/// `limits.outbound_queue_bytes`): a connection that does not keep up is closed with code 4400
+/// rather than allowed to grow without limit.
 ///
 /// Handlers reach it through their context:
 ///
@@ -149,7 +162,7 @@ impl ConnectionHandle {
         id: String,
         remote_addr: SocketAddr,
         format: Format,
-        limit: usize,
+        limits: QueueLimits,
         common: Arc<Common>,
     ) -> Self {
         Self {
@@ -159,7 +172,7 @@ impl ConnectionHandle {
                 remote_addr,
                 format,
                 common,
-                limit,
+                limits,
                 next_cid: AtomicU64::new(1),
                 state: Mutex::new(State::default()),
                 waker: AtomicWaker::new(),
@@ -357,12 +370,19 @@ impl ConnectionHandle {
             if state.closed {
                 return Err(SendError::Closed);
             }
-            if state.frames.len() >= self.shared.limit {
+            let limits = self.shared.limits;
+            if state.frames.len() >= limits.frames
+                || state.queued_bytes + frame.len() > limits.bytes
+            {
                 state.overflowed = true;
+                // What is queued will never be written: let it go now.
+                state.frames = VecDeque::new();
+                state.queued_bytes = 0;
                 drop(state);
                 self.shared.waker.wake();
                 return Err(SendError::Overflow);
             }
+            state.queued_bytes += frame.len();
             state.frames.push_back(frame);
             state.frames.len() == 1
         };
@@ -428,7 +448,11 @@ impl Subscriber for ConnectionHandle {
         }
     }
 
-    fn add_subscription(&self, channel: &Arc<str>, limit: usize) -> Result<bool, SubscribeError> {
+    fn add_subscription(
+        &self,
+        channel: &Arc<str>,
+        limits: SubscriptionLimits,
+    ) -> Result<bool, SubscribeError> {
         let mut state = self.lock();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -436,19 +460,30 @@ impl Subscriber for ConnectionHandle {
         if state.subscriptions.contains(channel) {
             return Ok(false);
         }
-        if state.subscriptions.len() >= limit {
-            return Err(SubscribeError::Limit(limit));
+        if state.subscriptions.len() >= limits.count {
+            return Err(SubscribeError::Limit(limits.count));
         }
+        if state.subscription_bytes + channel.len() > limits.bytes {
+            return Err(SubscribeError::NameBytes(limits.bytes));
+        }
+        state.subscription_bytes += channel.len();
         state.subscriptions.insert(channel.clone());
         Ok(true)
     }
 
     fn remove_subscription(&self, channel: &str) -> bool {
-        self.lock().subscriptions.remove(channel)
+        let mut state = self.lock();
+        let removed = state.subscriptions.remove(channel);
+        if removed {
+            state.subscription_bytes -= channel.len();
+        }
+        removed
     }
 
     fn take_subscriptions(&self) -> Vec<Arc<str>> {
-        self.lock().subscriptions.drain().collect()
+        let mut state = self.lock();
+        state.subscription_bytes = 0;
+        state.subscriptions.drain().collect()
     }
 }
 
@@ -473,11 +508,15 @@ impl ConnectionHandle {
             dialect: crate::protocol::Dialect::SocketCluster,
             encoding: crate::codec::Encoding::Json,
         };
+        let limits = QueueLimits {
+            frames: limit,
+            bytes: usize::MAX,
+        };
         Self::new(
             "t".into(),
             "127.0.0.1:1".parse().unwrap(),
             format,
-            limit,
+            limits,
             common,
         )
     }
@@ -507,6 +546,56 @@ mod tests {
             br#"{"event":"b","data":{"x":true}}"#,
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_let_go_on_overflow() {
+        let conn = handle(1000);
+        let (limits, common, format) = (
+            QueueLimits {
+                frames: 1000,
+                bytes: 100,
+            },
+            conn.shared.common.clone(),
+            conn.format().clone(),
+        );
+        let conn = ConnectionHandle::new("b".into(), conn.remote_addr(), format, limits, common);
+        conn.push(Bytes::from(vec![0; 60])).unwrap();
+        conn.push(Bytes::from(vec![0; 40])).unwrap();
+        assert_eq!(conn.push(Bytes::from(vec![0; 1])), Err(SendError::Overflow));
+        assert!(conn.overflowed());
+        // What was queued is released at once: it will never be written.
+        let mut out = Vec::new();
+        assert_eq!(conn.drain_into(&mut out, usize::MAX).frames, 0);
+    }
+
+    #[test]
+    fn subscriptions_are_bounded_in_count_and_in_name_bytes() {
+        let conn = handle(4);
+        let limits = SubscriptionLimits {
+            count: 3,
+            bytes: 10,
+        };
+        let channel = |name: &str| Arc::<str>::from(name);
+        assert_eq!(conn.add_subscription(&channel("abcd"), limits), Ok(true));
+        assert_eq!(conn.add_subscription(&channel("abcd"), limits), Ok(false));
+        assert_eq!(conn.add_subscription(&channel("efgh"), limits), Ok(true));
+        assert_eq!(
+            conn.add_subscription(&channel("ijk"), limits),
+            Err(SubscribeError::NameBytes(10))
+        );
+        assert!(conn.remove_subscription("abcd"));
+        assert_eq!(conn.add_subscription(&channel("ijk"), limits), Ok(true));
+        assert_eq!(conn.add_subscription(&channel("l"), limits), Ok(true));
+        assert_eq!(
+            conn.add_subscription(&channel("m"), limits),
+            Err(SubscribeError::Limit(3))
+        );
+        assert_eq!(conn.take_subscriptions().len(), 3);
+        assert_eq!(
+            conn.add_subscription(&channel("0123456789"), limits),
+            Ok(true)
+        );
     }
 
     #[test]

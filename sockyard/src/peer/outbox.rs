@@ -39,6 +39,7 @@ impl ConnectionHandle {
             let Some(frame) = state.frames.pop_front() else {
                 break;
             };
+            state.queued_bytes -= frame.len();
             out.extend_from_slice(&frame);
             frames += 1;
         }
@@ -73,6 +74,7 @@ impl ConnectionHandle {
         let mut state = self.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.queued_bytes = 0;
         state.awaiting = HashMap::new();
     }
 }

@@ -65,17 +65,24 @@ fn is_message_id(id: &str) -> bool {
 
 /// Per-connection dialect state: whether the connection is authorized, and the message ids of
 /// requests waiting for their response (the layers above use numeric call ids).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Session {
     authorized: bool,
     pending: HashMap<CallId, String>,
     next: CallId,
+    /// Replies larger than this are answered with an error instead.
+    max_reply_bytes: usize,
 }
 
 impl Session {
-    /// A session that has not been authorized yet.
+    /// A session that has not been authorized yet, with no limit on replies.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            authorized: false,
+            pending: HashMap::new(),
+            next: 0,
+            max_reply_bytes: usize::MAX,
+        }
     }
 
     /// Whether `authorize` succeeded.
@@ -180,6 +187,7 @@ impl Session {
         let Some(message_id) = self.pending.remove(&id) else {
             return false;
         };
+        let start = out.len();
         match result {
             Ok(payload) => write_json(
                 out,
@@ -190,13 +198,28 @@ impl Session {
             ),
             Err(error) => encode_error(error, &message_id, out),
         }
+        let size = out.len() - start;
+        if size > self.max_reply_bytes {
+            out.truncate(start);
+            let error = super::reply_too_large(size, self.max_reply_bytes);
+            encode_error(&error, &message_id, out);
+        }
         true
     }
 }
 
-impl DialectSession for Session {
-    fn start(_options: &SessionOptions) -> Self {
+impl Default for Session {
+    fn default() -> Self {
         Self::new()
+    }
+}
+
+impl DialectSession for Session {
+    fn start(options: &SessionOptions) -> Self {
+        Self {
+            max_reply_bytes: options.max_reply_bytes,
+            ..Self::new()
+        }
     }
 
     fn is_open(&self) -> bool {

@@ -392,6 +392,18 @@ impl Format {
     }
 }
 
+/// The name of the error that answers a call whose reply is over the size limit.
+pub const REPLY_TOO_LARGE: &str = "ReplyTooLarge";
+
+/// The error that answers a call whose encoded reply (`size` bytes) is over `limit`.
+pub fn reply_too_large(size: usize, limit: usize) -> ApiError {
+    ApiError::new(
+        REPLY_TOO_LARGE,
+        format!("The reply is {size} bytes, over the limit of {limit}"),
+    )
+    .with("limit", limit)
+}
+
 /// Appends a server-to-client data frame of `kind` carrying `payload`.
 pub fn write_data_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
     let opcode = match kind {
@@ -474,6 +486,60 @@ mod tests {
             sc.encode_frame(&reply),
             Err(EncodeError::NeedsSession)
         ));
+    }
+
+    #[test]
+    fn replies_over_the_limit_become_errors_with_the_same_correlation() {
+        let options = SessionOptions {
+            max_reply_bytes: 60,
+            ..SessionOptions::default()
+        };
+        let big = Value::String("x".repeat(100));
+        let small = Value::String("ok".to_owned());
+        for dialect in [Dialect::SocketCluster, Dialect::CtProto] {
+            let mut session = Session::new(dialect, &options);
+            let mut calls = Vec::new();
+            let frame: &[u8] = match dialect {
+                Dialect::CtProto => {
+                    br#"{"type":"authorize","payload":{},"messageId":"abcdeABCDE"}"#
+                }
+                _ => br##"{"event":"#handshake","cid":1}"##,
+            };
+            session.decode(&Encoding::Json, frame, false, &mut calls);
+            session.open();
+            let frame: &[u8] = match dialect {
+                Dialect::CtProto => br#"{"type":"get","payload":{},"messageId":"fghijFGHIJ"}"#,
+                _ => br#"{"event":"get","cid":2}"#,
+            };
+            session.decode(&Encoding::Json, frame, false, &mut calls);
+            let id = match &calls[1] {
+                Inbound::Packet(Packet::Call { id: Some(id), .. }) => *id,
+                other => panic!("{other:?}"),
+            };
+            let mut out = Vec::new();
+            let reply = Outgoing::Reply {
+                id,
+                result: Ok(Some(&big)),
+            };
+            session.encode(&Encoding::Json, &reply, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("ReplyTooLarge"), "{dialect:?}: {text}");
+            assert!(
+                text.contains("\"rid\":2") || text.contains("fghijFGHIJ"),
+                "{dialect:?} answers the same call: {text}"
+            );
+            let mut out = Vec::new();
+            let id = match &calls[0] {
+                Inbound::Packet(Packet::Open { id, .. }) => *id,
+                other => panic!("{other:?}"),
+            };
+            let reply = Outgoing::Reply {
+                id,
+                result: Ok(Some(&small)),
+            };
+            session.encode(&Encoding::Json, &reply, &mut out).unwrap();
+            assert!(!String::from_utf8(out).unwrap().contains("ReplyTooLarge"));
+        }
     }
 
     #[test]

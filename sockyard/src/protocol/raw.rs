@@ -31,18 +31,41 @@ pub const CLOSE_INVALID_TEXT: u16 = 1007;
 /// Close code for a refused opening; a raw session never has one.
 pub const CLOSE_POLICY: u16 = 1008;
 
-/// Per-connection dialect state: the route every message calls, and the id of the last call.
-#[derive(Debug, Default)]
+/// Per-connection dialect state: the route every message calls, the id of the last call and
+/// the largest reply.
+#[derive(Debug)]
 pub struct Session {
     route: Option<String>,
     last: CallId,
+    max_reply_bytes: usize,
 }
 
 impl Session {
     /// A session whose messages call `route` (`None`: every message closes the connection
-    /// with [`CLOSE_NO_ROUTE`]).
+    /// with [`CLOSE_NO_ROUTE`]), with no limit on replies.
     pub fn new(route: Option<String>) -> Self {
-        Self { route, last: 0 }
+        Self {
+            route,
+            last: 0,
+            max_reply_bytes: usize::MAX,
+        }
+    }
+
+    /// Encodes a reply; one over the size limit is replaced by the `ReplyTooLarge` error.
+    fn encode_reply(
+        &self,
+        result: Result<Option<&Value>, &ApiError>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<FrameKind>, EncodeError> {
+        let start = out.len();
+        let kind = write_result(result, out)?;
+        let size = out.len() - start;
+        if size <= self.max_reply_bytes {
+            return Ok(kind);
+        }
+        out.truncate(start);
+        let error = super::reply_too_large(size, self.max_reply_bytes);
+        write_result(Err(&error), out)
     }
 }
 
@@ -103,7 +126,10 @@ fn write_result(
 
 impl DialectSession for Session {
     fn start(options: &SessionOptions) -> Self {
-        Self::new(options.route.clone())
+        Self {
+            max_reply_bytes: options.max_reply_bytes,
+            ..Self::new(options.route.clone())
+        }
     }
 
     /// Always: a raw session has no opening exchange.
@@ -151,7 +177,7 @@ impl DialectSession for Session {
     ) -> Result<Option<FrameKind>, EncodeError> {
         match *message {
             // Calls are answered one at a time, in order: the reply needs no id on the wire.
-            Outgoing::Reply { result, .. } => write_result(result, out),
+            Outgoing::Reply { result, .. } => self.encode_reply(result, out),
             // Never asked for: there is no opening exchange.
             Outgoing::Opened { .. } => Ok(None),
             _ => Self::encode_push(encoding, message, out),
@@ -332,6 +358,36 @@ mod tests {
             assert_eq!(kind, Some(expected));
             assert_eq!(out, payload);
         }
+    }
+
+    #[test]
+    fn a_reply_over_the_size_limit_is_the_reply_too_large_error() {
+        let mut session = Session::start(&SessionOptions {
+            route: Some("echo".to_owned()),
+            max_reply_bytes: 4,
+            ..SessionOptions::default()
+        });
+        let mut encode = |data: Value| {
+            let mut out = Vec::new();
+            let message = Outgoing::Reply {
+                id: 1,
+                result: Ok(Some(&data)),
+            };
+            let kind = session.encode(&Encoding::Json, &message, &mut out).unwrap();
+            (kind, String::from_utf8_lossy(&out).into_owned())
+        };
+        assert_eq!(
+            encode(json!("four")),
+            (Some(FrameKind::Text), "four".into())
+        );
+        assert_eq!(
+            encode(json!({"$binary": "AAECAwQ="})),
+            (
+                Some(FrameKind::Text),
+                r#"{"name":"ReplyTooLarge","message":"The reply is 5 bytes, over the limit of 4","limit":4}"#
+                    .into()
+            )
+        );
     }
 
     #[test]

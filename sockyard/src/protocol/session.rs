@@ -9,12 +9,25 @@ use super::{EncodeError, Inbound, Outgoing, ProtocolVersion, Refusal};
 use crate::ws::frame::{self, OpCode};
 
 /// Settings a dialect session may need when it starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
     /// The SocketCluster protocol version served (other dialects ignore it).
     pub version: ProtocolVersion,
+    /// The largest encoded reply; a larger one is answered with [`super::reply_too_large`]
+    /// instead.
+    pub max_reply_bytes: usize,
     /// The route every message of a raw session calls (other dialects ignore it).
     pub route: Option<String>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            version: ProtocolVersion::default(),
+            max_reply_bytes: usize::MAX,
+            route: None,
+        }
+    }
 }
 
 /// One dialect's per-connection state and rules. Pure: no IO, no clocks.

@@ -80,6 +80,8 @@ pub struct Session {
     version: ProtocolVersion,
     handshaken: bool,
     codec: CodecState,
+    /// Replies larger than this are answered with an error instead.
+    max_reply_bytes: usize,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Session {
             version,
             handshaken: false,
             codec: CodecState::default(),
+            max_reply_bytes: usize::MAX,
         }
     }
 
@@ -191,7 +194,10 @@ impl Session {
 
 impl DialectSession for Session {
     fn start(options: &SessionOptions) -> Self {
-        Self::new(options.version)
+        Self {
+            max_reply_bytes: options.max_reply_bytes,
+            ..Self::new(options.version)
+        }
     }
 
     fn is_open(&self) -> bool {
@@ -219,7 +225,18 @@ impl DialectSession for Session {
         out: &mut Vec<u8>,
     ) -> Result<Option<FrameKind>, EncodeError> {
         let kind = match *message {
-            Outgoing::Reply { id, result } => self.encode_reply(encoding, id, result, out)?,
+            Outgoing::Reply { id, result } => {
+                let start = out.len();
+                let kind = self.encode_reply(encoding, id, result, out)?;
+                let size = out.len() - start;
+                if size <= self.max_reply_bytes {
+                    kind
+                } else {
+                    out.truncate(start);
+                    let error = super::reply_too_large(size, self.max_reply_bytes);
+                    self.encode_reply(encoding, id, Err(&error), out)?
+                }
+            }
             Outgoing::Opened { id, opened } => {
                 let reply = HandshakeReply::of(&opened);
                 let data =

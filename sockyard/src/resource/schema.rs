@@ -15,6 +15,10 @@ use crate::error::ApiError;
 
 pub use validation::FieldError;
 
+/// The longest string (in characters) a field without its own `max_length` accepts: a record
+/// cannot grow without bound through a field declared without one.
+pub const DEFAULT_MAX_STRING_LENGTH: usize = 65_536;
+
 /// Names every record has, which declared fields may not use.
 pub const RESERVED: [&str; 6] = ["id", "version", "ctime", "mtime", "owner", "extra"];
 
@@ -93,7 +97,8 @@ pub struct FieldDef {
     /// Shortest string (in characters) or array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_length: Option<usize>,
-    /// Longest string (in characters) or array.
+    /// Longest string (in characters) or array. Strings without one are held to
+    /// [`DEFAULT_MAX_STRING_LENGTH`] characters; set a larger value to store more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
     /// A regular expression strings must match.

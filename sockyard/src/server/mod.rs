@@ -183,6 +183,7 @@ impl ServerBuilder {
             let resolved = Endpoint::new(
                 endpoint,
                 handshake_timeout,
+                config.limits.max_reply_bytes,
                 config.base_dir.as_deref(),
                 routes.clone(),
             )?;

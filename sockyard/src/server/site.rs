@@ -182,7 +182,7 @@ impl Socket {
             new_socket_id(),
             peer,
             self.endpoint.format.clone(),
-            shared.limits.outbound_queue_length,
+            shared.limits.queue_limits(),
             shared.services.common.clone(),
         );
         let registration = self.registry.register(handle.clone(), self.admission);

@@ -11,7 +11,7 @@ use super::stages::ChannelRequest;
 use super::Services;
 use crate::auth::access::FORBIDDEN;
 use crate::error::ApiError;
-use crate::exchange::SubscribeError;
+use crate::exchange::{SubscribeError, SubscriptionLimits};
 use crate::peer::ConnectionHandle;
 use crate::router::CallFuture;
 
@@ -25,6 +25,8 @@ pub struct ChannelsConfig {
     pub allow_client_publish: bool,
     /// Channels one connection may be subscribed to at once. Default 1000.
     pub max_subscriptions: usize,
+    /// Bytes the names of one connection's channels may take together. Default 65536.
+    pub max_subscription_bytes: usize,
     /// Longest channel name in bytes. Default 256.
     pub max_channel_name_bytes: usize,
 }
@@ -34,7 +36,17 @@ impl Default for ChannelsConfig {
         Self {
             allow_client_publish: true,
             max_subscriptions: 1000,
+            max_subscription_bytes: 64 << 10,
             max_channel_name_bytes: 256,
+        }
+    }
+}
+
+impl ChannelsConfig {
+    fn subscription_limits(&self) -> SubscriptionLimits {
+        SubscriptionLimits {
+            count: self.max_subscriptions,
+            bytes: self.max_subscription_bytes,
         }
     }
 }
@@ -87,11 +99,17 @@ impl Services {
             services
                 .common
                 .exchange
-                .subscribe(&connection, &channel, services.channels.max_subscriptions)
+                .subscribe(
+                    &connection,
+                    &channel,
+                    services.channels.subscription_limits(),
+                )
                 .await
                 .map_err(|err| {
                     let reason = match err {
-                        SubscribeError::Limit(_) => format!("BrokerError: {err}"),
+                        SubscribeError::Limit(_) | SubscribeError::NameBytes(_) => {
+                            format!("BrokerError: {err}")
+                        }
                         other => other.to_string(),
                     };
                     ApiError::new(

@@ -155,10 +155,11 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Resolves `config`: reads and compiles its `.proto` texts (relative paths against
     /// `base_dir`). SocketCluster endpoints allow `handshake_timeout` for the handshake; CTProto
-    /// endpoints their own `authorize_timeout_ms`.
+    /// endpoints their own `authorize_timeout_ms`. Replies are capped at `max_reply_bytes`.
     pub(crate) fn new(
         config: &EndpointConfig,
         handshake_timeout: Duration,
+        max_reply_bytes: usize,
         base_dir: Option<&Path>,
         routes: Arc<RouteTable>,
     ) -> Result<Self, EndpointError> {
@@ -173,6 +174,7 @@ impl Endpoint {
             },
             session: SessionOptions {
                 version: config.protocol_version,
+                max_reply_bytes,
                 route: config.route.clone(),
             },
             api_routes: config.protobuf.routes.clone(),

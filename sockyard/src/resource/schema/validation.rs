@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::DEFAULT_MAX_STRING_LENGTH;
 use super::{FieldDef, FieldType, Format, ResourceDef, RESERVED};
 use crate::error::ApiError;
 
@@ -247,7 +248,9 @@ impl ResourceDef {
                     ));
                 }
             }
-            if let Some(max) = field.max_length {
+            let default_max =
+                matches!(value, Value::String(_)).then_some(DEFAULT_MAX_STRING_LENGTH);
+            if let Some(max) = field.max_length.or(default_max) {
                 if length > max {
                     errors.push(error(
                         "maxLength",
@@ -457,5 +460,28 @@ mod tests {
             .map(|e| e["attribute"].as_str().unwrap())
             .collect();
         assert_eq!(attributes, ["type", "format", "maxLength"]);
+    }
+
+    #[test]
+    fn strings_without_a_declared_length_have_a_default_maximum() {
+        let mut def = ResourceDef::new("note", []);
+        def.fields
+            .insert("text".into(), FieldDef::new(FieldType::String));
+        let mut long = FieldDef::new(FieldType::String);
+        long.max_length = Some(DEFAULT_MAX_STRING_LENGTH * 2);
+        def.fields.insert("body".into(), long);
+        let fits = "x".repeat(DEFAULT_MAX_STRING_LENGTH);
+        assert!(def.validate_full(&map(json!({"text": fits}))).is_ok());
+        let over = "x".repeat(DEFAULT_MAX_STRING_LENGTH + 1);
+        let err = def
+            .validate_full(&map(json!({"text": over.clone()})))
+            .unwrap_err();
+        assert_eq!(err.extra["errors"][0]["attribute"], "maxLength");
+        assert_eq!(
+            err.extra["errors"][0]["expected"],
+            json!(DEFAULT_MAX_STRING_LENGTH)
+        );
+        // A declared length wins.
+        assert!(def.validate_full(&map(json!({"body": over}))).is_ok());
     }
 }
