@@ -199,9 +199,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     fn poll_steps(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         loop {
             let mut progress = false;
-            if self.abandoned {
-                return Poll::Ready(());
-            }
             if self.phase == Phase::Open {
                 if let Some(request) = self.handle.take_close_request() {
                     self.start_close(request.code, &request.reason);
