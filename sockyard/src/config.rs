@@ -35,9 +35,10 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 ///
 /// **`Config::default()` is the demo application**, not a minimal server: five endpoints
 /// (`/socketcluster/`, `/ctproto` trusting `{username}`, `/socketcluster-minbin/`,
-/// `/socketcluster-protobuf/`, and `/echo`, raw WebSocket calling `echo`), the public demo auth key (a warning is logged whenever a server
-/// runs with it), the demo resources' declarations and the `private/*` rule. A real server
-/// sets its own key and endpoints; a TOML text or file says only what differs:
+/// `/socketcluster-protobuf/`, and `/echo`, raw WebSocket calling `echo`), the public demo auth
+/// key (a warning is logged whenever a server runs with it), the demo resources' declarations
+/// and the `private/*` rule. A real server sets its own key and endpoints; a TOML text or file
+/// says only what differs:
 ///
 /// ```
 /// use sockyard::Config;
