@@ -25,7 +25,6 @@ use super::{
 };
 use crate::codec::{Encoding, FrameKind};
 use crate::error::ApiError;
-use crate::ws::frame::{self, OpCode};
 
 /// Close code when no message arrives before the authorization deadline.
 pub const CLOSE_AUTHORIZATION_REQUIRED: u16 = 1013;
@@ -294,25 +293,12 @@ impl DialectSession for Session {
         Ok(Some(FrameKind::Text))
     }
 
-    /// CTProto has no heartbeat of its own: its connections get WebSocket pings, which every
-    /// client answers.
-    fn write_pings(&self, _encoding: &Encoding, out: &mut Vec<u8>) -> u64 {
-        frame::write_frame(out, OpCode::Ping, b"");
-        0
-    }
-
     fn opening_timeout(&self) -> (u16, &'static str) {
         (CLOSE_AUTHORIZATION_REQUIRED, "Authorization required")
     }
 
-    /// The original server has no heartbeat; a client silent for its ping timeout is closed as
-    /// a SocketCluster one is.
-    fn pong_timeout(&self) -> (u16, &'static str) {
-        (
-            super::socketcluster::CLOSE_PONG_TIMEOUT,
-            "Client pong timed out",
-        )
-    }
+    // CTProto has no heartbeat of its own: WebSocket pings, and 4001 after silence, are the
+    // trait's defaults.
 
     /// A refused `authorize` is only the close reason; no reply is sent.
     fn opening_refused(&self, error: &ApiError) -> Refusal {
