@@ -418,6 +418,65 @@ suite.test('raw: a pong before the handshake closes with 4009', async (t) => {
   assert.equal(close.code, 4009, `close ${JSON.stringify(close)}, frames ${JSON.stringify(r.frames)}`);
 });
 
+// sc-formatter reads a frame that is not JSON, or JSON that is not a packet, as a raw message,
+// and the server closes a socket whose first message is not the handshake with 4009 (with no
+// reason; Sockyard gives "Message received before handshake").
+suite.test('raw: a handshake that is not JSON closes with 4009', async (t) => {
+  const frames = [
+    'hello',
+    '{"event":"#handshake","cid":1',
+    '"#handshake"',
+    'null',
+    '[1]',
+    Buffer.from([0xff, 0xfe, 0x00]),
+    Buffer.from('{"event":"#handshake","cid":1'),
+  ];
+  for (const frame of frames) {
+    const r = raw(t);
+    await r.opened;
+    r.send(frame);
+    const close = await r.closed();
+    const label = Buffer.isBuffer(frame) ? `binary ${frame.toString('hex')}` : JSON.stringify(frame);
+    assert.equal(close.code, 4009, `${label}: close ${JSON.stringify(close)}, frames ${JSON.stringify(r.frames)}`);
+    assert.deepEqual(r.packets(), [], `${label}: no reply`);
+  }
+});
+
+// JSON.parse has no depth limit, so the official server echoes a call nested 1000 levels deep;
+// Sockyard answers that call alone with InvalidMessageError (JSON nests at most 128 levels).
+// Either way, the other calls of the batch are answered, in order.
+suite.test('raw: a batch with one call nested 1000 levels deep answers every call', async (t) => {
+  const r = raw(t);
+  await r.handshake(1);
+  const deep = JSON.parse('['.repeat(1000) + ']'.repeat(1000));
+  r.send(JSON.stringify([
+    { event: 'echo', data: 'first', cid: 2 },
+    { event: 'echo', data: deep, cid: 3 },
+    { event: 'echo', data: 'last', cid: 4 },
+  ]));
+  await waitFor(() => r.packets().filter((p) => p.rid >= 2).length >= 3, 3000, () => `replies 2..4 (got ${r.frames.length} frames)`);
+  const replies = r.packets().filter((p) => p.rid >= 2);
+  assert.deepStrictEqual(replies.map((p) => p.rid), [2, 3, 4], 'replies in request order');
+  assert.deepStrictEqual(replies[0], { rid: 2, data: 'first' });
+  if (isSockyard) {
+    assert.equal(replies[1].error && replies[1].error.name, 'InvalidMessageError', JSON.stringify(replies[1]).slice(0, 200));
+  } else {
+    assert.deepStrictEqual(replies[1].data, deep);
+  }
+  assert.deepStrictEqual(replies[2], { rid: 4, data: 'last' });
+});
+
+// A JavaScript string may hold a lone surrogate; JSON.stringify writes it as an escape. The
+// official server echoes it as it came; Sockyard reads it as U+FFFD.
+suite.test('v20 echo of a string holding a lone surrogate is answered', async (t) => {
+  const c = await connectedClient(t, 'v20');
+  const value = { s: 'x\ud800y', '\udc00': 1 };
+  const before = c.outbound.length;
+  const echoed = await c.invoke('echo', value);
+  assert.ok(c.outbound.slice(before).some((f) => f.includes('\\ud800')), 'the frame carries the escape');
+  assert.deepStrictEqual(echoed, isSockyard ? { s: 'x\ufffdy', '\ufffd': 1 } : value);
+});
+
 suite.test('raw: a JSON array frame is a batch, handled in order', async (t) => {
   const r = raw(t);
   await r.handshake(1);

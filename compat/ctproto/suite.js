@@ -640,21 +640,29 @@ suite.test('client: a server push reaches onMessage; the request resolves withou
   assert.notEqual(push.messageId, sentRequest(c, 'pushToMe').messageId);
 });
 
-suite.test('raw + client: a second authorize is ignored (no reply, auth data kept)', async (t) => {
+// The original ignores a second authorize and leaves its request pending; Sockyard answers it
+// with an error envelope and keeps the connection's auth data.
+suite.test('raw + client: a second authorize is answered with an error envelope (auth data kept)', async (t) => {
+  const already = (messageId) => errorMessage(messageId, 'The connection is already authorized', 'InvalidActionError');
   const r = await authorizedRaw(t, { username: 'ann' });
-  r.request('authorize', { username: 'eve' }, 'secondAuth');
-  r.request('authorize', { token: 'nonsense' }, 'thirdAuth0');
+  const second = r.request('authorize', { username: 'eve' }, 'secondAuth');
+  const third = r.request('authorize', { token: 'nonsense' }, 'thirdAuth0');
   const who = r.request('whoami', {});
-  assert.equal(await r.next(), response(who, { username: 'ann' }), 'whoami is the next frame: nothing for the authorizes');
+  assert.equal(await r.next(), already(second));
+  assert.equal(await r.next(), already(third));
+  assert.equal(await r.next(), response(who, { username: 'ann' }), 'still authorized as before');
   await sleep(100);
   assert.deepStrictEqual(r.unread(), []);
   assert.equal(r.close, null);
 
   const c = ctClient(t, { username: 'ann' });
   await clientAuthorized(c);
-  const again = c.send('authorize', { username: 'eve' });
+  assert.deepStrictEqual(
+    await c.send('authorize', { username: 'eve' }),
+    { error: 'The connection is already authorized', name: 'InvalidActionError' },
+    'the second authorize resolves with the error payload',
+  );
   assert.deepStrictEqual(await c.send('whoami', {}), { username: 'ann' });
-  assert.ok(await stillPending(again, 100), 'the second authorize gets no response');
   assert.equal(c.record.auths.length, 1);
 });
 

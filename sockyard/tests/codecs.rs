@@ -16,7 +16,7 @@ use sockyard_test_support::client::{assert_remote_errors, next_event, next_publi
 use sockyard_test_support::router::test_router;
 use sockyard_test_support::server::{start, start_with, start_with_router, TestServer};
 use sockyard_test_support::socketcluster::{echo, handshaken, next_json};
-use sockyard_test_support::ws::{connect, next, send};
+use sockyard_test_support::ws::{connect, next, send, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
 fn minbin_url(server: &TestServer) -> String {
@@ -30,6 +30,51 @@ fn protobuf_url(server: &TestServer) -> String {
 fn demo_schema() -> Encoding {
     let schema = Schema::compile(&[("demo.proto".into(), DEMO_PROTO.into())], true, &[]).unwrap();
     Encoding::Protobuf(Arc::new(schema))
+}
+
+/// A raw socket on a binary endpoint, handshaken through its codec.
+async fn handshaken_through(url: &str, encoding: &Encoding) -> Ws {
+    let mut raw = connect(url).await;
+    let mut handshake = Vec::new();
+    let kind = sockyard::protocol::socketcluster::encode_event(
+        encoding,
+        "#handshake",
+        Some(&json!({})),
+        Some(1),
+        &mut handshake,
+    )
+    .unwrap();
+    assert_eq!(kind, sockyard::codec::FrameKind::Binary);
+    raw.send(Message::binary(handshake)).await.unwrap();
+    next(&mut raw).await;
+    raw
+}
+
+/// Sends an invoke through the codec.
+async fn send_event(raw: &mut Ws, encoding: &Encoding, event: &str, data: Value, cid: u64) {
+    let mut frame = Vec::new();
+    sockyard::protocol::socketcluster::encode_event(
+        encoding,
+        event,
+        Some(&data),
+        Some(cid),
+        &mut frame,
+    )
+    .unwrap();
+    raw.send(Message::binary(frame)).await.unwrap();
+}
+
+/// The next binary frame (pings skipped), which must decode to one packet.
+async fn next_packet(raw: &mut Ws, encoding: &Encoding) -> Value {
+    let reply = loop {
+        if let Message::Binary(bytes) = next(raw).await {
+            break bytes;
+        }
+    };
+    match encoding.decode(&reply, true, &mut Default::default()) {
+        sockyard::codec::Decoded::Packets(packets) if packets.len() == 1 => packets[0].clone(),
+        other => panic!("not one packet: {other:?}"),
+    }
 }
 
 async fn exercise(url: &str, encoding: Encoding) {
@@ -257,19 +302,7 @@ async fn bad_binary_frames_are_ignored_without_harm() {
         let options = ClientOptions::default().encoding(encoding.clone());
         let (client, _events) = Client::connect(&url, options).await.unwrap();
         // A raw socket on the same endpoint, handshaken through the codec.
-        let mut raw = connect(&url).await;
-        let mut handshake = Vec::new();
-        let kind = sockyard::protocol::socketcluster::encode_event(
-            &encoding,
-            "#handshake",
-            Some(&json!({})),
-            Some(1),
-            &mut handshake,
-        )
-        .unwrap();
-        assert_eq!(kind, sockyard::codec::FrameKind::Binary);
-        raw.send(Message::binary(handshake)).await.unwrap();
-        next(&mut raw).await;
+        let mut raw = handshaken_through(&url, &encoding).await;
         for frame in frames {
             raw.send(Message::binary(frame)).await.unwrap();
         }
@@ -280,25 +313,10 @@ async fn bad_binary_frames_are_ignored_without_harm() {
             Ok(Some(json!("still fine"))),
             "{url}"
         );
-        let mut frame = Vec::new();
-        sockyard::protocol::socketcluster::encode_event(
-            &encoding,
-            "echo",
-            Some(&json!("raw ok")),
-            Some(3),
-            &mut frame,
-        )
-        .unwrap();
-        raw.send(Message::binary(frame)).await.unwrap();
-        let reply = loop {
-            if let Message::Binary(bytes) = next(&mut raw).await {
-                break bytes;
-            }
-        };
-        let decoded = encoding.decode(&reply, true, &mut Default::default());
+        send_event(&mut raw, &encoding, "echo", json!("raw ok"), 3).await;
         assert_eq!(
-            decoded,
-            sockyard::codec::Decoded::Packets(vec![json!({"rid": 3, "data": "raw ok"})]),
+            next_packet(&mut raw, &encoding).await,
+            json!({"rid": 3, "data": "raw ok"}),
             "{url}"
         );
     }
@@ -322,4 +340,71 @@ fn proto_syntax_errors_stop_start_up_naming_file_and_line() {
     let text = err.to_string();
     assert!(text.contains("/socketcluster-protobuf/"), "{text}");
     assert!(text.contains("inline[0].proto:4:"), "{text}");
+}
+
+#[tokio::test]
+async fn broken_binary_packets_with_a_readable_cid_get_an_error_reply() {
+    let server = start().await;
+    let invalid = |rid: u64, reason: &str| {
+        json!({"rid": rid, "error": {
+            "name": "InvalidMessageError",
+            "message": format!("The message could not be decoded: {reason}")
+        }})
+    };
+    // MessagePack: {e:["echo", <fixext1>, 5]}, then a batch of a valid invoke and that one,
+    // then a broken transmit (no reply) before a valid invoke.
+    let encoding = Encoding::Msgpack;
+    let mut raw = handshaken_through(&minbin_url(&server), &encoding).await;
+    let broken = b"\x81\xa1e\x93\xa4echo\xd4\x01\x02\x05";
+    raw.send(Message::binary(broken.to_vec())).await.unwrap();
+    let ext = "invalid MessagePack: extension types are not supported";
+    assert_eq!(next_packet(&mut raw, &encoding).await, invalid(5, ext));
+    let mut batch = b"\x92\x81\xa1e\x93\xa4echo\x01\x06".to_vec();
+    batch.extend_from_slice(broken);
+    raw.send(Message::binary(batch)).await.unwrap();
+    assert_eq!(
+        next_packet(&mut raw, &encoding).await,
+        json!({"rid": 6, "data": 1})
+    );
+    assert_eq!(next_packet(&mut raw, &encoding).await, invalid(5, ext));
+    raw.send(Message::binary(b"\x81\xa1e\x92\xa4echo\xa1\xff".to_vec()))
+        .await
+        .unwrap();
+    send_event(&mut raw, &encoding, "echo", json!("after"), 7).await;
+    assert_eq!(
+        next_packet(&mut raw, &encoding).await,
+        json!({"rid": 7, "data": "after"})
+    );
+
+    // Protobuf: an #api call (id 8, cid = field 1) cut short after its cid.
+    let encoding = demo_schema();
+    let mut raw = handshaken_through(&protobuf_url(&server), &encoding).await;
+    raw.send(Message::binary(vec![
+        0x01, 0x08, 0x08, 0x5a, 0x1a, 0x7f, 0x0a,
+    ]))
+    .await
+    .unwrap();
+    let reply = next_packet(&mut raw, &encoding).await;
+    assert_eq!(reply["rid"], 90, "{reply}");
+    assert_eq!(reply["error"]["name"], "InvalidMessageError", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The message could not be decoded: invalid socketclusterapi.ApiCall: "),
+        "{message}"
+    );
+    send_event(&mut raw, &encoding, "echo", json!("after"), 9).await;
+    assert_eq!(
+        next_packet(&mut raw, &encoding).await,
+        json!({"rid": 9, "data": "after"})
+    );
+    // Counted, as other requests with malformed data are; the broken transmit as a raw message.
+    let metrics = server.handle.metrics();
+    assert_eq!(
+        metrics.error_count(sockyard::metrics::ErrorKind::invalid_request),
+        3
+    );
+    assert_eq!(
+        metrics.error_count(sockyard::metrics::ErrorKind::raw_message),
+        1
+    );
 }

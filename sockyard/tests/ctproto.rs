@@ -61,12 +61,24 @@ async fn authorize_with_a_username_or_a_token() {
         next_json(&mut ws).await,
         json!({"messageId": "0123456789", "payload": {"username": "ann"}})
     );
-    // A second authorize is ignored, as in the original.
+    // A second authorize is answered with an error envelope (the original ignores it), and
+    // the connection keeps its auth data.
     send(
         &mut ws,
         &request("authorize", json!({"username": "eve"}), "abcdeABCDF"),
     )
     .await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({
+            "type": "error",
+            "payload": {
+                "error": "The connection is already authorized",
+                "name": "InvalidActionError"
+            },
+            "messageId": "abcdeABCDF"
+        })
+    );
     send(&mut ws, &request("whoami", json!({}), "0123456780")).await;
     assert_eq!(next_json(&mut ws).await["payload"]["username"], "ann");
 

@@ -144,6 +144,19 @@ async fn protocol_errors_in_frames_close_1002_or_1007() {
 }
 
 #[tokio::test]
+async fn a_64_bit_length_with_the_top_bit_set_closes_1002() {
+    let mut config = Config::default();
+    // Even with no size limit to trip over, RFC 6455 §5.2 forbids the bit.
+    config.limits.max_message_bytes = usize::MAX;
+    let server = start_with(config).await;
+    let mut tcp = raw_tcp_upgrade(&server).await;
+    let header = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4];
+    tcp.write_all(&header).await.unwrap();
+    assert_eq!(raw_close_code(&mut tcp).await, 1002);
+    assert_eq!(server.handle.metrics().error_count(ErrorKind::bad_frame), 1);
+}
+
+#[tokio::test]
 async fn fragmented_messages_and_ws_pings_are_handled() {
     let server = start().await;
     let mut tcp = raw_tcp_upgrade(&server).await;

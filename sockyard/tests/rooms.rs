@@ -6,7 +6,9 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use sockyard::{Config, Router, Server};
-use sockyard_test_support::http::http_get;
+use sockyard_test_support::http::{
+    get_request, http_1_0_upgrade_request, http_get, http_raw, UPGRADE_HEADERS,
+};
 use sockyard_test_support::server::{start_server, TestServer};
 use sockyard_test_support::socketcluster::{echo, handshaken, next_json};
 use sockyard_test_support::ws::{connect, expect_close, send, text};
@@ -136,4 +138,19 @@ fn room_paths_must_not_overlap_endpoints() {
         let err = Config::from_toml_str(toml, "test").unwrap_err().to_string();
         assert!(err.contains(key), "{toml}: {err}");
     }
+}
+
+#[tokio::test]
+async fn room_upgrades_need_http_1_1_and_a_single_key() {
+    let server = serve().await;
+    let reply = http_raw(server.addr, &http_1_0_upgrade_request("/chat/lobby", "")).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.body, "WebSocket upgrade requires HTTP/1.1 or later\n");
+    let twice = format!("{UPGRADE_HEADERS}Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
+    let reply = http_raw(server.addr, &get_request("/chat/lobby", &twice)).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.body, "more than one Sec-WebSocket-Key header\n");
+    // Neither made a room.
+    let rooms = http_get(server.addr, "/chat/api/rooms").await;
+    assert!(!rooms.body.contains("lobby"), "{}", rooms.body);
 }

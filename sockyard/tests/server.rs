@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sockyard_test_support::http::{get_request, http_get, http_raw, HttpReply};
+use sockyard_test_support::http::{
+    get_request, http_1_0_upgrade_request, http_get, http_raw, HttpReply, UPGRADE_HEADERS,
+};
 use sockyard_test_support::server::{start, start_with, TestServer};
 use sockyard_test_support::socketcluster::*;
 use sockyard_test_support::ws::*;
@@ -59,7 +61,7 @@ async fn metrics_count_connections_messages_and_errors() {
 #[tokio::test]
 async fn only_endpoint_paths_upgrade() {
     let server = start().await;
-    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let upgrade = UPGRADE_HEADERS;
     // SocketCluster matches the path exactly: no trailing slash, no endpoint.
     assert_eq!(
         get_with(&server, "/socketcluster", upgrade).await.status,
@@ -140,5 +142,30 @@ async fn shutdown_is_bounded_even_if_clients_never_answer_the_close() {
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn upgrades_need_http_1_1_and_a_single_key() {
+    let server = start().await;
+    // RFC 6455 §4.1: the request is at least HTTP/1.1.
+    let reply = http_raw(
+        server.addr,
+        &http_1_0_upgrade_request("/socketcluster/", ""),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.body, "WebSocket upgrade requires HTTP/1.1 or later\n");
+    // §4.2.1: one Sec-WebSocket-Key header, even one repeating the same key.
+    let twice = format!("{UPGRADE_HEADERS}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+    let reply = get_with(&server, "/socketcluster/", &twice).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.body, "more than one Sec-WebSocket-Key header\n");
+    assert_eq!(
+        server
+            .handle
+            .metrics()
+            .error_count(sockyard::metrics::ErrorKind::upgrade_rejected),
+        2
     );
 }

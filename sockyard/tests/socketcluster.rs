@@ -387,3 +387,95 @@ async fn binary_frames_carrying_json_are_read_like_text() {
         1
     );
 }
+
+/// `levels` nested arrays around 1.
+fn nested_arrays(levels: usize) -> String {
+    format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[tokio::test]
+async fn a_too_deep_call_in_a_batch_is_answered_with_the_others() {
+    let server = start().await;
+    let mut ws = handshaken(&server.url()).await;
+    // The deepest packet the parser reads alone: its object and 126 arrays.
+    let deepest = nested_arrays(126);
+    send(
+        &mut ws,
+        &format!(r#"{{"event":"echo","data":{deepest},"cid":2}}"#),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["rid"], 2);
+    let too_deep = nested_arrays(1000);
+    send(
+        &mut ws,
+        &format!(
+            r#"[{{"event":"echo","data":"a","cid":3}},{{"event":"echo","data":{too_deep},"cid":4}},{{"event":"echo","data":{deepest},"cid":5}},{{"event":"echo","data":"b"}},{{"event":"echo","data":"c","cid":6}}]"#
+        ),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await, json!({"rid": 3, "data": "a"}));
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"rid": 4, "error": {
+            "name": "InvalidMessageError",
+            "message": "The message nests arrays or objects more than 128 levels deep"
+        }})
+    );
+    // Inside the batch, data nests as deeply as alone.
+    let reply = next_json(&mut ws).await;
+    assert_eq!(reply["rid"], 5);
+    assert_eq!(reply["data"].to_string(), deepest);
+    assert_eq!(next_json(&mut ws).await, json!({"rid": 6, "data": "c"}));
+    assert_eq!(
+        server
+            .handle
+            .metrics()
+            .error_count(ErrorKind::invalid_request),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_invoke_with_a_lone_surrogate_is_answered() {
+    let server = start().await;
+    let mut ws = handshaken(&server.url()).await;
+    // What JavaScript's JSON.stringify writes for a string holding a lone surrogate.
+    send(
+        &mut ws,
+        r#"{"event":"echo","data":{"s":"x\ud800y","\udc00":1},"cid":2}"#,
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"rid": 2, "data": {"s": "x\u{fffd}y", "\u{fffd}": 1}})
+    );
+}
+
+#[tokio::test]
+async fn a_handshake_that_is_not_json_closes_4009() {
+    let server = start().await;
+    // Text that is not JSON, JSON cut short, JSON that is not an object, in text and binary
+    // frames: closed with 4009 as socketcluster-server 20 does (which sends no reason).
+    for (frame, binary) in [
+        (&b"hello"[..], false),
+        (br##"{"event":"#handshake","cid":1"##, false),
+        (br##""#handshake""##, false),
+        (b"null", false),
+        (b"[1]", false),
+        (b"\xff\xfe\x00", true),
+        (br##"{"event":"#handshake","cid":1"##, true),
+    ] {
+        let mut ws = connect(&server.url()).await;
+        if binary {
+            send_binary(&mut ws, frame).await;
+        } else {
+            send(&mut ws, std::str::from_utf8(frame).unwrap()).await;
+        }
+        assert_eq!(
+            expect_close(&mut ws).await,
+            (4009, "Message received before handshake".to_owned()),
+            "frame {:?}",
+            String::from_utf8_lossy(frame)
+        );
+    }
+}

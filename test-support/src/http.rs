@@ -44,6 +44,19 @@ pub fn get_request(path: &str, extra_headers: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The headers of a WebSocket upgrade request, each line ending in `\r\n` (the key is RFC 6455's
+/// example).
+pub const UPGRADE_HEADERS: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// An upgrade request for `path` ([`UPGRADE_HEADERS`] and `extra_headers`) sent as HTTP/1.0,
+/// which RFC 6455 §4.1 does not allow.
+pub fn http_1_0_upgrade_request(path: &str, extra_headers: &str) -> Vec<u8> {
+    let request = get_request(path, &format!("{UPGRADE_HEADERS}{extra_headers}"));
+    String::from_utf8_lossy(&request)
+        .replacen(" HTTP/1.1\r\n", " HTTP/1.0\r\n", 1)
+        .into_bytes()
+}
+
 /// `GET path` over a new connection, the path sent exactly as given.
 pub async fn http_get(addr: SocketAddr, path: &str) -> HttpReply {
     http_raw(addr, &get_request(path, "")).await

@@ -12,24 +12,99 @@ use super::{CodecError, Decoded, Envelope, FrameKind};
 /// `{` or `[`, or that fails to parse, is a raw message; a JSON array is a batch of packets.
 ///
 /// Binary frames are read as text too (the official server does the same), with invalid UTF-8
-/// replaced.
+/// replaced. Strings are read as in [`parse`].
 pub fn decode(payload: &[u8]) -> Decoded {
     let first = payload
         .iter()
         .find(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
-    // Text frames were UTF-8-checked by the WebSocket layer; binary ones may need replacing.
-    let raw = || String::from_utf8_lossy(payload).into_owned();
     if !matches!(first, Some(b'{' | b'[')) {
-        return Decoded::Raw(raw());
+        return raw(payload);
     }
-    match serde_json::from_slice::<Value>(payload) {
+    match parse(payload) {
         Ok(Value::Array(items)) => Decoded::Packets(items),
         Ok(value) => Decoded::Packets(vec![value]),
-        Err(err) if is_too_deep(&err) => Decoded::TooDeep {
-            cid: top_level_scalar(payload, "cid").and_then(|cid| cid.as_u64()),
-        },
-        Err(_) => Decoded::Raw(raw()),
+        Err(err) if is_too_deep(&err) && first == Some(&b'[') => deep_batch(payload),
+        Err(err) if is_too_deep(&err) => too_deep(payload),
+        Err(_) => raw(payload),
     }
+}
+
+/// Text frames were UTF-8-checked by the WebSocket layer; binary ones may need replacing.
+fn raw(payload: &[u8]) -> Decoded {
+    Decoded::Raw(String::from_utf8_lossy(payload).into_owned())
+}
+
+/// A packet too deep to parse, with its call id if it has one.
+fn too_deep(packet: &[u8]) -> Decoded {
+    Decoded::TooDeep {
+        cid: top_level_scalar(packet, "cid").and_then(|cid| cid.as_u64()),
+    }
+}
+
+/// A batch the parser found too deep as a whole: its packets are parsed one by one, so that a
+/// packet nests as deeply inside a batch as alone, and one too deep does not cost the others.
+fn deep_batch(payload: &[u8]) -> Decoded {
+    let Some(items) = array_items(payload) else {
+        return Decoded::TooDeep { cid: None };
+    };
+    let mut parts = Vec::with_capacity(items.len());
+    for item in items {
+        parts.push(match parse(item) {
+            Ok(value) => Decoded::Packets(vec![value]),
+            Err(err) if is_too_deep(&err) => too_deep(item),
+            // Not JSON after all: the whole frame is raw, as `sc-formatter` sees it.
+            Err(_) => return raw(payload),
+        });
+    }
+    Decoded::Batch(parts)
+}
+
+/// Parses JSON text, reading a `\u` escape of a lone UTF-16 surrogate (which JavaScript's
+/// `JSON.stringify` writes for a string holding one, and `JSON.parse` accepts) as U+FFFD
+/// instead of refusing the text.
+pub fn parse(text: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(text).or_else(|err| match without_lone_surrogates(text) {
+        Some(repaired) => serde_json::from_slice(&repaired),
+        None => Err(err),
+    })
+}
+
+/// A copy of `text` with every `\u` escape of a lone surrogate turned into `\ufffd` (the same
+/// length, so parser positions do not move); `None` when there is none.
+fn without_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let mut repaired: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escaped_unit(text, i) {
+            // Any other escape, `\\` included, is two bytes.
+            None => i += 2,
+            Some(0xD800..=0xDBFF) if matches!(escaped_unit(text, i + 6), Some(0xDC00..=0xDFFF)) => {
+                i += 12;
+            }
+            Some(0xD800..=0xDFFF) => {
+                repaired.get_or_insert_with(|| text.to_vec())[i..i + 6].copy_from_slice(b"\\ufffd");
+                i += 6;
+            }
+            Some(_) => i += 6,
+        }
+    }
+    repaired
+}
+
+/// The UTF-16 code unit of the `\uXXXX` escape at `at`, if one is there.
+fn escaped_unit(text: &[u8], at: usize) -> Option<u16> {
+    let escape = text.get(at..at + 6)?;
+    let (b'\\', b'u', digits) = (escape[0], escape[1], &escape[2..]) else {
+        return None;
+    };
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 /// How deeply arrays and objects may nest in a JSON message (the parser's fixed limit).
@@ -51,18 +126,12 @@ pub fn top_level_scalar(text: &[u8], key: &str) -> Option<Value> {
     let mut depth = 0usize;
     let mut expect_key = false;
     let mut key_matched = false;
-    let mut i = start;
-    while i < text.len() {
-        match text[i] {
-            b'"' => {
-                let end = string_end(text, i)?;
-                if depth == 1 && expect_key {
-                    let name = serde_json::from_slice::<String>(&text[i..end]).ok();
-                    key_matched = name.as_deref() == Some(key);
-                    expect_key = false;
-                }
-                i = end;
-                continue;
+    for token in Tokens::new(text, start) {
+        match token.byte {
+            b'"' if depth == 1 && expect_key => {
+                let name = serde_json::from_slice::<String>(&text[token.at..token.end]).ok();
+                key_matched = name.as_deref() == Some(key);
+                expect_key = false;
             }
             b'{' | b'[' => {
                 depth += 1;
@@ -70,31 +139,104 @@ pub fn top_level_scalar(text: &[u8], key: &str) -> Option<Value> {
             }
             b'}' | b']' => depth = depth.checked_sub(1)?,
             b',' if depth == 1 => expect_key = true,
-            b':' if depth == 1 && key_matched => {
-                let from = i
-                    + 1
-                    + text[i + 1..]
-                        .iter()
-                        .position(|b| !b.is_ascii_whitespace())?;
-                let to = match text[from] {
-                    b'"' => string_end(text, from)?,
-                    b'-' | b'0'..=b'9' => {
-                        from + text[from..]
-                            .iter()
-                            .position(|b| {
-                                !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                            })
-                            .unwrap_or(text.len() - from)
-                    }
-                    _ => return None,
-                };
-                return serde_json::from_slice(&text[from..to]).ok();
+            b':' if depth == 1 && key_matched => return scalar_after(text, token.end),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The number or string that starts (after whitespace) at `from`.
+fn scalar_after(text: &[u8], from: usize) -> Option<Value> {
+    let from = from + text[from..].iter().position(|b| !b.is_ascii_whitespace())?;
+    let to = match text[from] {
+        b'"' => string_end(text, from)?,
+        b'-' | b'0'..=b'9' => {
+            from + text[from..]
+                .iter()
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .unwrap_or(text.len() - from)
+        }
+        _ => return None,
+    };
+    serde_json::from_slice(&text[from..to]).ok()
+}
+
+/// The text of each element of the top-level array `text`, found without parsing them; `None`
+/// unless `text` is one array, closed, with nothing but whitespace after it.
+fn array_items(text: &[u8]) -> Option<Vec<&[u8]>> {
+    let open = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    let mut depth = 0usize;
+    let mut from = open + 1;
+    let mut items = Vec::new();
+    for token in Tokens::new(text, open) {
+        match token.byte {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    items.push(&text[from..token.at]);
+                    let rest = &text[token.end..];
+                    return rest.iter().all(u8::is_ascii_whitespace).then_some(items);
+                }
+            }
+            b',' if depth == 1 => {
+                items.push(&text[from..token.at]);
+                from = token.end;
             }
             _ => {}
         }
-        i += 1;
     }
     None
+}
+
+/// One structural token of JSON text: a bracket, a brace, `,`, `:`, or a whole string.
+struct Token {
+    byte: u8,
+    /// Where it starts.
+    at: usize,
+    /// Just past its end.
+    end: usize,
+}
+
+/// The structural tokens of JSON text from a position on, strings skipped whole; ends at the end
+/// of the text or at an unterminated string.
+struct Tokens<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(text: &'a [u8], at: usize) -> Self {
+        Self { text, at }
+    }
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        while let Some(&byte) = self.text.get(self.at) {
+            let at = self.at;
+            match byte {
+                b'"' => {
+                    let end = string_end(self.text, at)?;
+                    self.at = end;
+                    return Some(Token { byte, at, end });
+                }
+                b'{' | b'[' | b'}' | b']' | b',' | b':' => {
+                    self.at += 1;
+                    return Some(Token {
+                        byte,
+                        at,
+                        end: at + 1,
+                    });
+                }
+                _ => self.at += 1,
+            }
+        }
+        None
+    }
 }
 
 /// The index just past the string that starts with the quote at `start`.
@@ -268,6 +410,123 @@ mod tests {
         // Within the limit, nothing changes.
         let frame = format!(r#"{{"event":"echo","data":{},"cid":7}}"#, nested(100));
         assert!(matches!(decode(frame.as_bytes()), Decoded::Packets(_)));
+    }
+
+    /// The deepest packet the parser reads alone: `data` nests `levels` arrays.
+    fn packet_nesting(cid: u64, levels: usize) -> String {
+        let data = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        format!(r#"{{"event":"echo","data":{data},"cid":{cid}}}"#)
+    }
+
+    #[test]
+    fn a_too_deep_packet_in_a_batch_spares_the_others() {
+        let frame = format!(
+            r#"[{{"event":"echo","data":1,"cid":2}}, {} ,{{"event":"echo","cid":4}}]"#,
+            packet_nesting(3, 1000)
+        );
+        assert_eq!(
+            decode(frame.as_bytes()),
+            Decoded::Batch(vec![
+                Decoded::Packets(vec![json!({"event":"echo","data":1,"cid":2})]),
+                Decoded::TooDeep { cid: Some(3) },
+                Decoded::Packets(vec![json!({"event":"echo","cid":4})]),
+            ])
+        );
+        // A deep packet without a call id, or one that is an array, has no id to answer.
+        let frame = format!("[{}, {}]", nested(200), "[".repeat(200) + &"]".repeat(200));
+        assert_eq!(
+            decode(frame.as_bytes()),
+            Decoded::Batch(vec![
+                Decoded::TooDeep { cid: None },
+                Decoded::TooDeep { cid: None },
+            ])
+        );
+    }
+
+    #[test]
+    fn packets_nest_as_deeply_in_a_batch_as_alone() {
+        // The deepest packet read alone, one level short of one refused.
+        let levels = (0..MAX_DEPTH)
+            .take_while(|&levels| {
+                matches!(
+                    decode(packet_nesting(2, levels).as_bytes()),
+                    Decoded::Packets(_)
+                )
+            })
+            .last()
+            .unwrap();
+        assert!(levels >= MAX_DEPTH - 2, "{levels}");
+        assert!(matches!(
+            decode(packet_nesting(2, levels + 1).as_bytes()),
+            Decoded::TooDeep { cid: Some(2) }
+        ));
+        let deepest = packet_nesting(2, levels);
+        // In a batch it is one level deeper, and still read.
+        let frame = format!(r#"[{deepest},{{"event":"echo","cid":3}}]"#);
+        let Decoded::Batch(parts) = decode(frame.as_bytes()) else {
+            panic!("a batch read packet by packet")
+        };
+        assert!(
+            matches!(&parts[..], [Decoded::Packets(a), Decoded::Packets(b)]
+            if a[0]["cid"] == 2 && b[0]["cid"] == 3)
+        );
+    }
+
+    #[test]
+    fn a_deep_batch_that_is_not_json_is_raw() {
+        // One element is not JSON: the whole frame is not, as sc-formatter sees it.
+        let frame = format!("[{}, {{oops}}]", nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::Raw(frame.clone()));
+        // An array that never closes cannot be split: too deep, without a call id.
+        let frame = format!(r#"[{{"cid":1}}, {}"#, nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: None });
+        // Nor can one with text after it.
+        let frame = format!("[{}] x", nested(200));
+        assert_eq!(decode(frame.as_bytes()), Decoded::TooDeep { cid: None });
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let decoded = |text: &str| match decode(text.as_bytes()) {
+            Decoded::Packets(values) => values[0]["data"].clone(),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            decoded(r#"{"event":"echo","data":"\ud800","cid":1}"#),
+            json!("\u{fffd}")
+        );
+        // A lone low surrogate, a high one followed by no low one, then a valid pair after a
+        // lone high one.
+        assert_eq!(
+            decoded(r#"{"data":["\uDC00x", "\ud800\u0041", "\ud800\ud83d\ude00"]}"#),
+            json!(["\u{fffd}x", "\u{fffd}A", "\u{fffd}\u{1F600}"])
+        );
+        // An escaped backslash before `ud800` is no escape; valid pairs are untouched.
+        assert_eq!(
+            decoded(r#"{"data":["\\ud800", "\ud83d\ude00"]}"#),
+            json!(["\\ud800", "\u{1F600}"])
+        );
+        // In a deep batch too, and in map keys.
+        let frame = format!(
+            r#"[{}, {{"event":"echo","data":{{"\udfff":"\ud800"}},"cid":5}}]"#,
+            nested(200)
+        );
+        let Decoded::Batch(parts) = decode(frame.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(
+            parts[1],
+            Decoded::Packets(vec![
+                json!({"event":"echo","data":{"\u{fffd}":"\u{fffd}"},"cid":5})
+            ])
+        );
+        // Text that is not JSON stays raw, and keeps the parser's own error.
+        assert_eq!(
+            decode(br#"{"data":"\ud800"#),
+            Decoded::Raw(r#"{"data":"\ud800"#.into())
+        );
+        let err = parse(br#"{"a":"\ud800" x}"#).unwrap_err();
+        assert!(err.to_string().contains("column 15"), "{err}");
     }
 
     #[test]

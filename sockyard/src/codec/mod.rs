@@ -141,6 +141,19 @@ pub enum Decoded {
         /// The packet's top-level `cid`.
         cid: Option<u64>,
     },
+    /// A binary packet its codec could not read, whose call id it could still read: the caller
+    /// is answered with an error instead of left waiting. (A frame without a readable call id
+    /// is [`Decoded::Raw`], as the official codecs leave it.)
+    Malformed {
+        /// The packet's call id.
+        cid: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A batch read packet by packet because part of it could not be read whole: each item is
+    /// one packet, in order ([`Decoded::Packets`] of one, or one that could not be read), and the
+    /// readable ones are served as if they had come alone.
+    Batch(Vec<Self>),
 }
 
 /// A packet to encode, borrowing its parts.

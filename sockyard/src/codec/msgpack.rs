@@ -6,6 +6,8 @@
 //! (see [`crate::codec::Binary`]), which no ordinary map is turned into. Decoding checks every declared length against the bytes actually present before
 //! allocating, so a frame that claims gigabytes costs nothing.
 
+use std::ops::Range;
+
 use base64::Engine as _;
 use rmp::Marker;
 use serde_json::{Map, Number, Value};
@@ -13,28 +15,82 @@ use serde_json::{Map, Number, Value};
 use super::{CodecError, Decoded, Envelope, FrameKind};
 use crate::error::ApiError;
 
-/// Deepest nesting accepted in a decoded frame.
+/// Deepest nesting accepted in a decoded packet.
 const MAX_DEPTH: usize = 128;
 
-/// Why a frame is not valid MessagePack (it is then treated as a raw message).
+/// Why a frame is not valid MessagePack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 
 /// Decodes a frame: a packet, or an array of packets, in the compact form.
+///
+/// A packet that breaks the format only inside (invalid UTF-8, an extension type, nesting deeper
+/// than 128 levels, bytes after it) is still walked to its end, so its call id can be read: it
+/// is then [`Decoded::Malformed`], and in a batch the other packets are served. A frame that
+/// cannot be walked (cut short, lengths beyond the frame, the reserved byte `c1`), or a broken
+/// packet without a call id, is a raw message.
 pub fn decode(payload: &[u8]) -> Decoded {
-    let mut reader = Reader {
-        bytes: payload,
-        depth: 0,
+    let mut reader = Reader::new(payload);
+    let Ok(frame) = reader.frame() else {
+        return raw(payload);
     };
-    let value = match reader.value() {
-        Ok(value) if reader.bytes.is_empty() => value,
-        _ => return Decoded::Raw(String::from_utf8_lossy(payload).into_owned()),
-    };
-    match value {
-        Value::Array(items) => Decoded::Packets(items.into_iter().map(expand).collect()),
+    let trailing = (!reader.bytes.is_empty()).then_some("bytes after the end of the message");
+    match frame {
         // A bare string is what protocol v1 sends through the codec for its pings (`#1`, `#2`).
-        Value::String(text) => Decoded::Raw(text),
-        value => Decoded::Packets(vec![expand(value)]),
+        Frame::One(Packet {
+            value: Value::String(text),
+            flaw: None,
+            ..
+        }) if trailing.is_none() => Decoded::Raw(text),
+        Frame::One(packet) => packet.decoded(trailing, payload),
+        Frame::Batch(packets)
+            if trailing.is_none() && packets.iter().all(|packet| packet.flaw.is_none()) =>
+        {
+            Decoded::Packets(packets.into_iter().map(|p| expand(p.value)).collect())
+        }
+        Frame::Batch(packets) => Decoded::Batch(
+            packets
+                .into_iter()
+                .map(|packet| packet.decoded(trailing, payload))
+                .collect(),
+        ),
+    }
+}
+
+fn raw(bytes: &[u8]) -> Decoded {
+    Decoded::Raw(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A frame as read: one packet, or a batch.
+enum Frame {
+    One(Packet),
+    Batch(Vec<Packet>),
+}
+
+/// One packet as read, still compact.
+struct Packet {
+    value: Value,
+    /// The first thing wrong inside it; the value read as `null` in its place.
+    flaw: Option<&'static str>,
+    /// Where it is in the frame.
+    span: Range<usize>,
+}
+
+impl Packet {
+    /// What the packet is, read on its own; `frame_flaw` is what is wrong with the frame around
+    /// it.
+    fn decoded(self, frame_flaw: Option<&'static str>, payload: &[u8]) -> Decoded {
+        let value = expand(self.value);
+        let Some(flaw) = self.flaw.or(frame_flaw) else {
+            return Decoded::Packets(vec![value]);
+        };
+        match value.get("cid").and_then(Value::as_u64) {
+            Some(cid) => Decoded::Malformed {
+                cid,
+                reason: format!("invalid MessagePack: {flaw}"),
+            },
+            None => raw(&payload[self.span]),
+        }
     }
 }
 
@@ -203,13 +259,74 @@ fn binary_of(map: &Map<String, Value>) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(data).ok()
 }
 
+/// What a marker introduces, its length (if any) read.
+enum Item {
+    /// A whole value: nil, a boolean or a number.
+    Scalar(Value),
+    /// A string of this many bytes.
+    Str(usize),
+    /// Binary data of this many bytes.
+    Bin(usize),
+    /// An extension value of this many bytes (its type byte included); not supported.
+    Ext(usize),
+    /// An array of this many values.
+    Array(usize),
+    /// A map of this many pairs.
+    Map(usize),
+}
+
 /// A cursor over the frame.
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// The frame's length, to tell positions.
+    len: usize,
     depth: usize,
+    /// The first flaw of the packet being read.
+    flaw: Option<&'static str>,
 }
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            len: bytes.len(),
+            depth: 0,
+            flaw: None,
+        }
+    }
+
+    fn position(&self) -> usize {
+        self.len - self.bytes.len()
+    }
+
+    /// Reads a whole frame: one packet, or an array of packets, each read as if it were alone
+    /// (so a packet nests as deeply in a batch as outside it).
+    fn frame(&mut self) -> Result<Frame, DecodeError> {
+        match self.item()? {
+            Item::Array(n) => {
+                self.check_count(n)?;
+                let mut packets = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let from = self.position();
+                    let item = self.item()?;
+                    packets.push(self.packet(from, item)?);
+                }
+                Ok(Frame::Batch(packets))
+            }
+            item => Ok(Frame::One(self.packet(0, item)?)),
+        }
+    }
+
+    fn packet(&mut self, from: usize, item: Item) -> Result<Packet, DecodeError> {
+        self.flaw = None;
+        let value = self.value_of(item)?;
+        Ok(Packet {
+            value,
+            flaw: self.flaw.take(),
+            span: from..self.position(),
+        })
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < n {
             return Err(DecodeError("truncated"));
@@ -226,56 +343,109 @@ impl<'a> Reader<'a> {
             .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
-    fn value(&mut self) -> Result<Value, DecodeError> {
+    /// A length of `size` bytes.
+    fn length(&mut self, size: usize) -> Result<usize, DecodeError> {
+        usize::try_from(self.uint(size)?).map_err(|_| DecodeError("length too large"))
+    }
+
+    /// Reads a marker and what it needs to say what follows.
+    fn item(&mut self) -> Result<Item, DecodeError> {
         let [first] = self.take(1)? else {
             return Err(DecodeError("truncated"));
         };
         Ok(match Marker::from_u8(*first) {
-            Marker::FixPos(n) => Value::from(n),
-            Marker::FixNeg(n) => Value::from(n),
-            Marker::Null => Value::Null,
-            Marker::False => Value::Bool(false),
-            Marker::True => Value::Bool(true),
-            Marker::U8 => Value::from(self.uint(1)?),
-            Marker::U16 => Value::from(self.uint(2)?),
-            Marker::U32 => Value::from(self.uint(4)?),
-            Marker::U64 => Value::from(self.uint(8)?),
-            Marker::I8 => Value::from(self.uint(1)? as u8 as i8),
-            Marker::I16 => Value::from(self.uint(2)? as u16 as i16),
-            Marker::I32 => Value::from(self.uint(4)? as u32 as i32),
-            Marker::I64 => Value::from(self.uint(8)? as i64),
-            Marker::F32 => float(f64::from(f32::from_bits(self.uint(4)? as u32))),
-            Marker::F64 => float(f64::from_bits(self.uint(8)?)),
-            Marker::FixStr(n) => self.string(usize::from(n))?,
-            Marker::Str8 => self.sized(1, Self::string)?,
-            Marker::Str16 => self.sized(2, Self::string)?,
-            Marker::Str32 => self.sized(4, Self::string)?,
-            Marker::Bin8 => self.sized(1, Self::binary)?,
-            Marker::Bin16 => self.sized(2, Self::binary)?,
-            Marker::Bin32 => self.sized(4, Self::binary)?,
-            Marker::FixArray(n) => self.array(usize::from(n))?,
-            Marker::Array16 => self.sized(2, Self::array)?,
-            Marker::Array32 => self.sized(4, Self::array)?,
-            Marker::FixMap(n) => self.map(usize::from(n))?,
-            Marker::Map16 => self.sized(2, Self::map)?,
-            Marker::Map32 => self.sized(4, Self::map)?,
-            _ => return Err(DecodeError("extension types are not supported")),
+            Marker::FixPos(n) => Item::Scalar(Value::from(n)),
+            Marker::FixNeg(n) => Item::Scalar(Value::from(n)),
+            Marker::Null => Item::Scalar(Value::Null),
+            Marker::False => Item::Scalar(Value::Bool(false)),
+            Marker::True => Item::Scalar(Value::Bool(true)),
+            Marker::U8 => Item::Scalar(Value::from(self.uint(1)?)),
+            Marker::U16 => Item::Scalar(Value::from(self.uint(2)?)),
+            Marker::U32 => Item::Scalar(Value::from(self.uint(4)?)),
+            Marker::U64 => Item::Scalar(Value::from(self.uint(8)?)),
+            Marker::I8 => Item::Scalar(Value::from(self.uint(1)? as u8 as i8)),
+            Marker::I16 => Item::Scalar(Value::from(self.uint(2)? as u16 as i16)),
+            Marker::I32 => Item::Scalar(Value::from(self.uint(4)? as u32 as i32)),
+            Marker::I64 => Item::Scalar(Value::from(self.uint(8)? as i64)),
+            Marker::F32 => Item::Scalar(float(f64::from(f32::from_bits(self.uint(4)? as u32)))),
+            Marker::F64 => Item::Scalar(float(f64::from_bits(self.uint(8)?))),
+            Marker::FixStr(n) => Item::Str(usize::from(n)),
+            Marker::Str8 => Item::Str(self.length(1)?),
+            Marker::Str16 => Item::Str(self.length(2)?),
+            Marker::Str32 => Item::Str(self.length(4)?),
+            Marker::Bin8 => Item::Bin(self.length(1)?),
+            Marker::Bin16 => Item::Bin(self.length(2)?),
+            Marker::Bin32 => Item::Bin(self.length(4)?),
+            Marker::FixArray(n) => Item::Array(usize::from(n)),
+            Marker::Array16 => Item::Array(self.length(2)?),
+            Marker::Array32 => Item::Array(self.length(4)?),
+            Marker::FixMap(n) => Item::Map(usize::from(n)),
+            Marker::Map16 => Item::Map(self.length(2)?),
+            Marker::Map32 => Item::Map(self.length(4)?),
+            Marker::FixExt1 => Item::Ext(2),
+            Marker::FixExt2 => Item::Ext(3),
+            Marker::FixExt4 => Item::Ext(5),
+            Marker::FixExt8 => Item::Ext(9),
+            Marker::FixExt16 => Item::Ext(17),
+            Marker::Ext8 => Item::Ext(self.length(1)?.saturating_add(1)),
+            Marker::Ext16 => Item::Ext(self.length(2)?.saturating_add(1)),
+            Marker::Ext32 => Item::Ext(self.length(4)?.saturating_add(1)),
+            Marker::Reserved => return Err(DecodeError("the reserved byte c1")),
         })
     }
 
-    fn sized(
-        &mut self,
-        size: usize,
-        read: fn(&mut Self, usize) -> Result<Value, DecodeError>,
-    ) -> Result<Value, DecodeError> {
-        let n = usize::try_from(self.uint(size)?).map_err(|_| DecodeError("length too large"))?;
-        read(self, n)
+    fn value(&mut self) -> Result<Value, DecodeError> {
+        let item = self.item()?;
+        self.value_of(item)
     }
 
-    fn string(&mut self, n: usize) -> Result<Value, DecodeError> {
-        let bytes = self.take(n)?;
-        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError("invalid UTF-8"))?;
-        Ok(Value::String(text.to_owned()))
+    /// The value `item` starts. What breaks the format only inside the packet is recorded as
+    /// its flaw and read as `null`; what leaves the rest of the frame unreadable is an error.
+    fn value_of(&mut self, item: Item) -> Result<Value, DecodeError> {
+        Ok(match item {
+            Item::Scalar(value) => value,
+            Item::Str(n) => match std::str::from_utf8(self.take(n)?) {
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => self.flawed("invalid UTF-8"),
+            },
+            Item::Bin(n) => self.binary(n)?,
+            Item::Ext(n) => {
+                self.take(n)?;
+                self.flawed("extension types are not supported")
+            }
+            Item::Array(n) | Item::Map(n) if self.depth >= MAX_DEPTH => {
+                let values = match item {
+                    Item::Map(_) => n.saturating_mul(2),
+                    _ => n,
+                };
+                self.skip(values)?;
+                self.flawed("nested too deeply")
+            }
+            Item::Array(n) => self.array(n)?,
+            Item::Map(n) => self.map(n)?,
+        })
+    }
+
+    fn flawed(&mut self, flaw: &'static str) -> Value {
+        self.flaw.get_or_insert(flaw);
+        Value::Null
+    }
+
+    /// Walks past `pending` values without building them, however deeply they nest.
+    fn skip(&mut self, mut pending: usize) -> Result<(), DecodeError> {
+        while pending > 0 {
+            self.check_count(pending)?;
+            pending -= 1;
+            match self.item()? {
+                Item::Scalar(_) => {}
+                Item::Str(n) | Item::Bin(n) | Item::Ext(n) => {
+                    self.take(n)?;
+                }
+                Item::Array(n) => pending = pending.saturating_add(n),
+                Item::Map(n) => pending = pending.saturating_add(n.saturating_mul(2)),
+            }
+        }
+        Ok(())
     }
 
     fn binary(&mut self, n: usize) -> Result<Value, DecodeError> {
@@ -288,13 +458,10 @@ impl<'a> Reader<'a> {
         Ok(Value::Object(map))
     }
 
-    /// Every element takes at least one byte: a count beyond the remaining bytes is a lie.
+    /// Every value takes at least one byte: a count beyond the remaining bytes is a lie.
     fn check_count(&self, n: usize) -> Result<(), DecodeError> {
         if n > self.bytes.len() {
             return Err(DecodeError("declared length exceeds the frame"));
-        }
-        if self.depth >= MAX_DEPTH {
-            return Err(DecodeError("nested too deeply"));
         }
         Ok(())
     }
@@ -472,11 +639,106 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, &data).unwrap();
         assert!(hex(&out).contains("c4 03 01 02 03"), "{}", hex(&out));
-        let mut reader = Reader {
-            bytes: &out,
-            depth: 0,
-        };
+        let mut reader = Reader::new(&out);
         assert_eq!(reader.value().unwrap(), data);
+    }
+
+    /// `{e:["echo", <data>, 5]}` with `data` as raw bytes.
+    fn echo_invoke(data: &[u8]) -> Vec<u8> {
+        let mut frame = unhex("81 a1 65 93 a4 65 63 68 6f");
+        frame.extend_from_slice(data);
+        frame.push(5);
+        frame
+    }
+
+    fn malformed(cid: u64, flaw: &str) -> Decoded {
+        Decoded::Malformed {
+            cid,
+            reason: format!("invalid MessagePack: {flaw}"),
+        }
+    }
+
+    /// `levels` nested one-element arrays around 1.
+    fn nesting(levels: usize) -> Vec<u8> {
+        let mut data = vec![0x91; levels];
+        data.push(1);
+        data
+    }
+
+    #[test]
+    fn broken_packets_with_a_readable_cid_are_malformed() {
+        // An extension type (fixext1, ext8), invalid UTF-8, nesting too deep: the packet is
+        // walked past them and its cid read.
+        for (data, flaw) in [
+            ("d4 01 02", "extension types are not supported"),
+            ("c7 02 01 aa bb", "extension types are not supported"),
+            ("a2 ff fe", "invalid UTF-8"),
+        ] {
+            assert_eq!(
+                decode(&echo_invoke(&unhex(data))),
+                malformed(5, flaw),
+                "{data}"
+            );
+        }
+        assert_eq!(
+            decode(&echo_invoke(&nesting(10_000))),
+            malformed(5, "nested too deeply")
+        );
+        // Bytes after a whole packet.
+        let mut frame = echo_invoke(&[1]);
+        frame.extend_from_slice(&[0xff, 0xff]);
+        assert_eq!(
+            decode(&frame),
+            malformed(5, "bytes after the end of the message")
+        );
+        // A bomb inside what is skipped still ends the walk: no cid, raw.
+        let bomb = [vec![0x91; 200], unhex("dd ff ff ff ff 01")].concat();
+        assert!(matches!(decode(&echo_invoke(&bomb)), Decoded::Raw(_)));
+        // A flaw in a reply, which has no cid: raw.
+        assert!(matches!(
+            decode(&unhex("81 a1 72 93 01 c0 d4 01 02")),
+            Decoded::Raw(_)
+        ));
+    }
+
+    #[test]
+    fn a_broken_packet_in_a_batch_spares_the_others() {
+        let mut frame = vec![0x93];
+        frame.extend(echo_invoke(&[1]));
+        frame.extend(echo_invoke(&unhex("d4 01 02")));
+        // A transmit {e:["hi", <ext>]}: no cid, raw.
+        let transmit = unhex("81 a1 65 92 a2 68 69 d4 01 02");
+        frame.extend(&transmit);
+        assert_eq!(
+            decode(&frame),
+            Decoded::Batch(vec![
+                Decoded::Packets(vec![json!({"event": "echo", "data": 1, "cid": 5})]),
+                malformed(5, "extension types are not supported"),
+                Decoded::Raw(String::from_utf8_lossy(&transmit).into_owned()),
+            ])
+        );
+        // Bytes after a batch spoil all of it.
+        let mut frame = vec![0x91];
+        frame.extend(echo_invoke(&[1]));
+        frame.push(0);
+        assert_eq!(
+            decode(&frame),
+            Decoded::Batch(vec![malformed(5, "bytes after the end of the message")])
+        );
+    }
+
+    #[test]
+    fn packets_nest_as_deeply_in_a_batch_as_alone() {
+        // The packet's map and its `e` array are two levels.
+        let deepest = echo_invoke(&nesting(MAX_DEPTH - 2));
+        assert!(matches!(decode(&deepest), Decoded::Packets(_)));
+        assert_eq!(
+            decode(&echo_invoke(&nesting(MAX_DEPTH - 1))),
+            malformed(5, "nested too deeply")
+        );
+        let mut batch = vec![0x91];
+        batch.extend(&deepest);
+        assert!(matches!(decode(&batch), Decoded::Packets(packets) if packets.len() == 1));
     }
 
     #[test]

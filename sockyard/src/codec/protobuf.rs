@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prost::encoding::WireType;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value};
@@ -257,11 +258,21 @@ impl Schema {
         let Some(entry) = &self.by_id[usize::from(*id)] else {
             return raw();
         };
-        let Ok(message) = DynamicMessage::decode(entry.descriptor.clone(), body) else {
-            return raw();
-        };
-        let Ok(mut value) = to_json(&message) else {
-            return raw();
+        let decoded = DynamicMessage::decode(entry.descriptor.clone(), body)
+            .map_err(|e| e.to_string())
+            .and_then(|message| to_json(&message).map_err(|e| e.to_string()));
+        let mut value = match decoded {
+            Ok(value) => value,
+            // A request whose call id can still be read is answered, with an error.
+            Err(error) => {
+                return match (entry.is_response, readable_cid(&entry.descriptor, body)) {
+                    (false, Some(cid)) => Decoded::Malformed {
+                        cid,
+                        reason: format!("invalid {}: {error}", entry.descriptor.full_name()),
+                    },
+                    _ => raw(),
+                };
+            }
         };
         unpack_json_text(*id, &entry.descriptor, &mut value);
         if !entry.is_response {
@@ -358,6 +369,43 @@ impl Schema {
             .map_err(|e| CodecError::Encode(format!("invalid {}: {e}", descriptor.full_name())))?;
         to_json(&message)
     }
+}
+
+/// The call id of a request that does not decode, when its top-level `cid` field comes whole
+/// before whatever breaks the message: the fields are walked by their wire types alone, and the
+/// last `cid` met is decoded on its own.
+fn readable_cid(descriptor: &MessageDescriptor, body: &[u8]) -> Option<u64> {
+    let number = descriptor.get_field_by_name("cid")?.number();
+    let mut rest = body;
+    let mut cid_field = None;
+    while !rest.is_empty() {
+        let field = rest;
+        let Ok((tag, wire_type)) = prost::encoding::decode_key(&mut rest) else {
+            break;
+        };
+        let skip = match wire_type {
+            WireType::Varint => match prost::encoding::decode_varint(&mut rest) {
+                Ok(_) => 0,
+                Err(_) => break,
+            },
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => match prost::encoding::decode_varint(&mut rest) {
+                Ok(len) => usize::try_from(len).unwrap_or(usize::MAX),
+                Err(_) => break,
+            },
+            WireType::StartGroup | WireType::EndGroup => break,
+        };
+        let Some(after) = rest.get(skip..) else {
+            break;
+        };
+        rest = after;
+        if tag == number {
+            cid_field = Some(&field[..field.len() - rest.len()]);
+        }
+    }
+    let message = DynamicMessage::decode(descriptor.clone(), cid_field?).ok()?;
+    to_json(&message).ok()?.get("cid")?.as_u64()
 }
 
 fn serialize_options() -> SerializeOptions {
@@ -754,6 +802,48 @@ mod tests {
         for frame in ["", "01", "02 00", "01 64", "01 00 0a ff ff", "01 08 12 ff"] {
             assert!(
                 matches!(schema.decode(&unhex(frame), &mut replies), Decoded::Raw(_)),
+                "{frame}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_requests_with_a_readable_cid_are_malformed() {
+        let mut replies = ReplyTypes::default();
+        let api = schema(true);
+        // #api (id 8): cid 90 (field 1) whole, then `data` (field 3) declaring 127 bytes.
+        let frame = unhex("01 08 08 5a 1a 7f 0a 01 2f");
+        assert!(
+            matches!(
+                api.decode(&frame, &mut replies),
+                Decoded::Malformed { cid: 90, reason } if reason.starts_with("invalid socketclusterapi.ApiCall: ")
+            ),
+            "{:?}",
+            api.decode(&frame, &mut replies)
+        );
+        // echo (id 10 here): `data` whole but holding invalid UTF-8, then cid 7 (field 3).
+        let frame = unhex("01 0a 0a 04 65 63 68 6f 12 03 0a 01 ff 18 07");
+        assert!(matches!(
+            api.decode(&frame, &mut replies),
+            Decoded::Malformed { cid: 7, .. }
+        ));
+        // The last cid counts, as when the message decodes.
+        let frame = unhex("01 0a 18 03 18 09 12 03 0a 01 ff");
+        assert!(matches!(
+            api.decode(&frame, &mut replies),
+            Decoded::Malformed { cid: 9, .. }
+        ));
+        // No reply type is recorded for them: the error reply is the generic one.
+        assert!(replies.by_cid.is_empty());
+        // A cid after what breaks the walk cannot be read; a reply type has none: raw.
+        for frame in [
+            "01 0a 12 ff 01 0a 18 07",
+            "01 0a 18",
+            "01 0a 18 ff ff ff ff ff ff ff ff ff ff ff",
+            "01 0b 08 07 12 03 0a 01 ff",
+        ] {
+            assert!(
+                matches!(api.decode(&unhex(frame), &mut replies), Decoded::Raw(_)),
                 "{frame}"
             );
         }

@@ -8,7 +8,9 @@
 //! a failed request is answered with an error envelope carrying the request's `messageId` (and a
 //! stable `name` beside the original's `error` text), so no request is left hanging; an unknown
 //! `type` gets an error reply; messages that arrive while authorization is pending wait for it;
-//! a message that is not a JSON object is "message should be a JSON object".
+//! a message that is not a JSON object is "message should be a JSON object"; a second
+//! `authorize` gets an `InvalidActionError` envelope (the original ignores it); a lone surrogate
+//! escape in a string reads as U+FFFD (the original keeps it, as JavaScript strings can).
 
 use std::collections::HashMap;
 
@@ -36,6 +38,8 @@ pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 pub const AUTHORIZE: &str = "authorize";
 /// The type of error envelopes.
 pub const ERROR_TYPE: &str = "error";
+/// The message of the error that answers an `authorize` on an authorized connection.
+pub const ALREADY_AUTHORIZED: &str = "The connection is already authorized";
 /// The name of errors for requests that break the message format.
 pub const FORMAT_ERROR: &str = "MessageFormatError";
 /// Reserved request types for channels (the same names as SocketCluster's events).
@@ -109,7 +113,7 @@ impl Session {
             ));
             return;
         }
-        let value = match serde_json::from_slice::<Value>(payload) {
+        let value = match json::parse(payload) {
             Ok(value) => value,
             Err(err) if json::is_too_deep(&err) => {
                 let id = match json::top_level_scalar(payload, "messageId") {
@@ -160,8 +164,12 @@ impl Session {
             return;
         }
         let packet = match kind.as_str() {
-            // A second `authorize` is ignored, as in the original.
-            AUTHORIZE => return,
+            // The original ignores a second `authorize`; it is answered here, so that the
+            // client's request does not hang, with an error: a connection is authorized once.
+            AUTHORIZE => Packet::Invalid {
+                id: Some(self.register(message_id)),
+                error: ApiError::new(ApiError::INVALID_ACTION, ALREADY_AUTHORIZED),
+            },
             SUBSCRIBE | UNSUBSCRIBE | PUBLISH => {
                 let id = self.register(message_id);
                 channel_packet(&kind, id, payload)
@@ -644,13 +652,6 @@ mod tests {
         assert_eq!(
             decode(
                 &mut session,
-                r#"{"type":"authorize","payload":{},"messageId":"0123456789"}"#
-            ),
-            []
-        );
-        assert_eq!(
-            decode(
-                &mut session,
                 r##"{"type":"#subscribe","payload":{"channel":"news"},"messageId":"0123456789"}"##
             ),
             [Inbound::Packet(Packet::Subscribe {
@@ -684,6 +685,49 @@ mod tests {
             &decode(&mut session, r##"{"type":"#subscribe","payload":{},"messageId":"0123456789"}"##)[..],
             [Inbound::Packet(Packet::Invalid { id: Some(6), error })] if error.message == "Subscribe channel name was malformatted"
         ));
+    }
+
+    #[test]
+    fn a_second_authorize_is_answered_with_an_error() {
+        let mut session = authorized();
+        let out = decode(
+            &mut session,
+            r#"{"type":"authorize","payload":{"token":"t"},"messageId":"0123456789"}"#,
+        );
+        assert_eq!(
+            out,
+            [Inbound::Packet(Packet::Invalid {
+                id: Some(1),
+                error: ApiError::new("InvalidActionError", "The connection is already authorized")
+            })]
+        );
+        let mut frame = Vec::new();
+        assert!(session.encode_reply(
+            1,
+            Err(&ApiError::new("InvalidActionError", ALREADY_AUTHORIZED)),
+            &mut frame
+        ));
+        assert_eq!(
+            String::from_utf8(frame).unwrap(),
+            r#"{"type":"error","payload":{"error":"The connection is already authorized","name":"InvalidActionError"},"messageId":"0123456789"}"#
+        );
+        assert!(session.is_authorized());
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_read_as_replacement_characters() {
+        let mut session = authorized();
+        assert_eq!(
+            decode(
+                &mut session,
+                r#"{"type":"echo","payload":{"s":"a\ud800b\udc00"},"messageId":"0123456789"}"#
+            ),
+            [Inbound::Packet(Packet::Call {
+                id: Some(1),
+                route: "echo".into(),
+                data: Some(json!({"s": "a\u{fffd}b\u{fffd}"}))
+            })]
+        );
     }
 
     #[test]

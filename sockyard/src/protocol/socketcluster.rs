@@ -31,7 +31,8 @@ pub const CLOSE_HANDSHAKE_REJECTED: u16 = 4008;
 
 /// Error name for malformed reserved events and refused actions (as sc-errors).
 pub const INVALID_ACTION: &str = ApiError::INVALID_ACTION;
-/// The error name for a message that could not be read (nested too deeply).
+/// The error name for a message that could not be read (nested too deeply, or not valid in the
+/// endpoint's codec).
 pub const INVALID_MESSAGE: &str = "InvalidMessageError";
 /// Error name for failed subscribe and unsubscribe operations (as sc-errors).
 pub const BROKER_ERROR: &str = ApiError::BROKER_ERROR;
@@ -120,52 +121,29 @@ impl Session {
         out: &mut Vec<Inbound>,
     ) {
         if !binary && self.version.is_pong(payload) {
-            out.push(if self.handshaken {
-                Inbound::Pong
-            } else {
-                Inbound::Close(
-                    CLOSE_BEFORE_HANDSHAKE,
-                    "Message received before handshake".into(),
-                )
-            });
+            out.push(self.pong());
             return;
         }
         match encoding.decode(payload, binary, &mut self.codec) {
             // Protocol v1 through a binary codec: the pong is `#2` encoded by the codec.
             Decoded::Raw(text) if binary && text == "#2" && self.version != ProtocolVersion::V2 => {
-                out.push(if self.handshaken {
-                    Inbound::Pong
-                } else {
-                    Inbound::Close(
-                        CLOSE_BEFORE_HANDSHAKE,
-                        "Message received before handshake".into(),
-                    )
-                });
+                out.push(self.pong());
             }
-            Decoded::Raw(text) => out.push(self.raw(text)),
-            Decoded::TooDeep { cid } => out.push(if self.handshaken {
-                Inbound::Packet(too_deep(cid))
-            } else {
-                Inbound::Close(
-                    CLOSE_BEFORE_HANDSHAKE,
-                    "Message received before handshake".into(),
-                )
-            }),
-            Decoded::Packets(values) => {
+            decoded => {
                 let api = matches!(encoding, Encoding::Protobuf(schema) if schema.has_api());
                 // Only the first packet of a batch can be the handshake; later ones are
                 // classified as if it had been answered, which the connection does in order.
                 let mut handshaken = self.handshaken;
-                for value in values {
-                    let item = classify(value, handshaken, self.version, api);
-                    handshaken |= matches!(item, Inbound::Packet(Packet::Open { .. }));
-                    let stop = matches!(item, Inbound::Close(..));
-                    out.push(item);
-                    if stop {
-                        break;
-                    }
-                }
+                push_decoded(decoded, &mut handshaken, self.version, api, out);
             }
+        }
+    }
+
+    fn pong(&self) -> Inbound {
+        if self.handshaken {
+            Inbound::Pong
+        } else {
+            before_handshake()
         }
     }
 
@@ -178,17 +156,6 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<FrameKind, CodecError> {
         encoding.encode(&Envelope::Reply { rid, result }, &mut self.codec, out)
-    }
-
-    fn raw(&self, text: String) -> Inbound {
-        if self.handshaken {
-            Inbound::Packet(Packet::Raw(text))
-        } else {
-            Inbound::Close(
-                CLOSE_BEFORE_HANDSHAKE,
-                "Message received before handshake".into(),
-            )
-        }
     }
 }
 
@@ -323,15 +290,63 @@ impl DialectSession for Session {
     }
 }
 
+/// Appends what a decoded frame means, packet by packet, and says whether to go on: processing
+/// of a frame stops at its first [`Inbound::Close`]. `handshaken` is updated as the handshake
+/// goes by; `api` says whether the endpoint's types register socketcluster-api's `#api`.
+fn push_decoded(
+    decoded: Decoded,
+    handshaken: &mut bool,
+    version: ProtocolVersion,
+    api: bool,
+    out: &mut Vec<Inbound>,
+) -> bool {
+    let packet = match decoded {
+        Decoded::Packets(values) => {
+            for value in values {
+                let item = classify(value, *handshaken, version, api);
+                *handshaken |= matches!(item, Inbound::Packet(Packet::Open { .. }));
+                if !push(item, out) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        Decoded::Batch(parts) => {
+            return parts
+                .into_iter()
+                .all(|part| push_decoded(part, handshaken, version, api, out));
+        }
+        _ if !*handshaken => return push(before_handshake(), out),
+        Decoded::Raw(text) => Packet::Raw(text),
+        Decoded::TooDeep { cid } => too_deep(cid),
+        Decoded::Malformed { cid, reason } => Packet::Invalid {
+            id: Some(cid),
+            error: ApiError::new(
+                INVALID_MESSAGE,
+                format!("The message could not be decoded: {reason}"),
+            ),
+        },
+    };
+    push(Inbound::Packet(packet), out)
+}
+
+/// Appends `item`; false when it closes the connection.
+fn push(item: Inbound, out: &mut Vec<Inbound>) -> bool {
+    let goes_on = !matches!(item, Inbound::Close(..));
+    out.push(item);
+    goes_on
+}
+
+fn before_handshake() -> Inbound {
+    Inbound::Close(
+        CLOSE_BEFORE_HANDSHAKE,
+        "Message received before handshake".into(),
+    )
+}
+
 /// Classifies one decoded packet, following `_processInboundPacket` of the official server;
 /// `api` says whether the endpoint's types register socketcluster-api's `#api`.
 fn classify(value: Value, handshaken: bool, version: ProtocolVersion, api: bool) -> Inbound {
-    let before_handshake = || {
-        Inbound::Close(
-            CLOSE_BEFORE_HANDSHAKE,
-            "Message received before handshake".into(),
-        )
-    };
     let Value::Object(mut map) = value else {
         return if handshaken {
             Inbound::Packet(Packet::Raw(value.to_string()))
@@ -614,6 +629,121 @@ mod tests {
         let mut session = Session::new(ProtocolVersion::Both);
         assert_eq!(
             decode(&mut session, &frame),
+            [Inbound::Close(
+                4009,
+                "Message received before handshake".into()
+            )]
+        );
+    }
+
+    fn invalid_message(id: CallId, message: &str) -> Inbound {
+        Inbound::Packet(Packet::Invalid {
+            id: Some(id),
+            error: ApiError::new("InvalidMessageError", message),
+        })
+    }
+
+    fn echo_call(id: CallId, data: Value) -> Inbound {
+        Inbound::Packet(Packet::Call {
+            id: Some(id),
+            route: "echo".into(),
+            data: Some(data),
+        })
+    }
+
+    #[test]
+    fn a_too_deep_call_in_a_batch_is_answered_alone() {
+        let deep = format!("{}1{}", "[".repeat(1000), "]".repeat(1000));
+        let frame = format!(
+            r#"[{{"event":"echo","data":1,"cid":2}},{{"event":"echo","data":{deep},"cid":3}},{{"event":"echo","data":4,"cid":4}}]"#
+        );
+        assert_eq!(
+            decode(&mut ready(ProtocolVersion::Both), &frame),
+            [
+                echo_call(2, json!(1)),
+                invalid_message(
+                    3,
+                    "The message nests arrays or objects more than 128 levels deep"
+                ),
+                echo_call(4, json!(4)),
+            ]
+        );
+        // A batch that opens with the handshake: the deep call after it is answered too.
+        let frame = format!(
+            r##"[{{"event":"#handshake","cid":1}},{{"event":"echo","data":{deep},"cid":2}}]"##
+        );
+        let out = decode(&mut Session::new(ProtocolVersion::Both), &frame);
+        assert!(
+            matches!(
+                &out[..],
+                [
+                    Inbound::Packet(Packet::Open { id: 1, .. }),
+                    Inbound::Packet(Packet::Invalid { id: Some(2), .. })
+                ]
+            ),
+            "{out:?}"
+        );
+        // Before the handshake it closes, like any other message.
+        let frame =
+            format!(r#"[{{"event":"echo","data":{deep},"cid":2}},{{"event":"echo","cid":3}}]"#);
+        assert_eq!(
+            decode(&mut Session::new(ProtocolVersion::Both), &frame),
+            [Inbound::Close(
+                4009,
+                "Message received before handshake".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_in_an_invoke_are_read_as_replacement_characters() {
+        assert_eq!(
+            decode(
+                &mut ready(ProtocolVersion::Both),
+                r#"{"event":"echo","data":"a\ud800","cid":2}"#
+            ),
+            [echo_call(2, json!("a\u{fffd}"))]
+        );
+    }
+
+    #[test]
+    fn malformed_binary_packets_are_answered_by_cid() {
+        let binary = |session: &mut Session, frame: &[u8]| {
+            let mut out = Vec::new();
+            session.decode(&Encoding::Msgpack, frame, true, &mut out);
+            out
+        };
+        let mut session = ready(ProtocolVersion::V2);
+        // {e:["echo", <fixext1>, 5]}
+        let frame = [
+            0x81, 0xa1, b'e', 0x93, 0xa4, b'e', b'c', b'h', b'o', 0xd4, 1, 2, 5,
+        ];
+        assert_eq!(
+            binary(&mut session, &frame),
+            [invalid_message(
+                5,
+                "The message could not be decoded: invalid MessagePack: extension types are not supported"
+            )]
+        );
+        // In a batch, beside a valid invoke: [{e:["echo", 1, 6]}, that one].
+        let mut batch = vec![
+            0x92, 0x81, 0xa1, b'e', 0x93, 0xa4, b'e', b'c', b'h', b'o', 1, 6,
+        ];
+        batch.extend_from_slice(&frame);
+        let out = binary(&mut session, &batch);
+        assert!(
+            matches!(&out[..], [first, Inbound::Packet(Packet::Invalid { id: Some(5), .. })] if *first == echo_call(6, json!(1))),
+            "{out:?}"
+        );
+        // Without a readable cid: raw, as before; before the handshake: 4009.
+        assert_eq!(
+            binary(&mut session, &frame[..9]),
+            [Inbound::Packet(Packet::Raw(
+                String::from_utf8_lossy(&frame[..9]).into_owned()
+            ))]
+        );
+        assert_eq!(
+            binary(&mut Session::new(ProtocolVersion::V2), &frame),
             [Inbound::Close(
                 4009,
                 "Message received before handshake".into()

@@ -135,7 +135,7 @@ pub(crate) fn upgrade(
     name: &str,
     origins: &[String],
 ) -> HttpResponse {
-    let accept = match handshake::accept(request.method(), request.headers()) {
+    let accept = match handshake::accept(request.method(), request.version(), request.headers()) {
         Ok(accept) => accept,
         Err(err) => return respond(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
     };

@@ -124,7 +124,8 @@ impl ServeSite {
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             return response;
         }
-        let accept = match handshake::accept(request.method(), request.headers()) {
+        let accept = match handshake::accept(request.method(), request.version(), request.headers())
+        {
             Ok(accept) => accept,
             Err(err) => return reject(StatusCode::BAD_REQUEST, err.to_string()),
         };

@@ -71,6 +71,9 @@ pub enum FrameError {
     /// A control frame is fragmented or longer than 125 bytes.
     #[error("malformed control frame")]
     BadControlFrame,
+    /// A 64-bit payload length has its most significant bit set (RFC 6455 §5.2).
+    #[error("64-bit payload length with the most significant bit set")]
+    BadLength,
     /// A client sent an unmasked frame, or a server a masked one.
     #[error("frame masking does not match the sender's role")]
     BadMask,
@@ -160,6 +163,9 @@ pub fn parse_header(
             let Some(bytes) = buf.get(2..10) else {
                 return Ok(None);
             };
+            if bytes[0] & 0x80 != 0 {
+                return Err(FrameError::BadLength);
+            }
             let mut eight = [0u8; 8];
             eight.copy_from_slice(bytes);
             (u64::from_be_bytes(eight), 10)
@@ -374,6 +380,19 @@ mod tests {
             }
         );
         assert_eq!(err.close_code(), 1009);
+    }
+
+    #[test]
+    fn refuses_64_bit_lengths_with_the_top_bit_set() {
+        let frame = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
+        let err = parse_header(&frame, Role::Server, MAX).unwrap_err();
+        assert_eq!(err, FrameError::BadLength);
+        assert_eq!(err.close_code(), 1002);
+        // Refused as soon as the length bytes are there, whatever the limit.
+        assert_eq!(
+            parse_header(&frame[..10], Role::Server, usize::MAX),
+            Err(FrameError::BadLength)
+        );
     }
 
     #[test]

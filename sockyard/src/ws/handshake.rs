@@ -14,6 +14,9 @@ pub enum UpgradeError {
     /// The request is not a GET.
     #[error("WebSocket upgrade requires GET")]
     NotGet,
+    /// The request is older than HTTP/1.1 (RFC 6455 §4.1).
+    #[error("WebSocket upgrade requires HTTP/1.1 or later")]
+    OldHttp,
     /// `Upgrade: websocket` or `Connection: upgrade` is missing.
     #[error("missing Upgrade: websocket / Connection: upgrade headers")]
     NotUpgrade,
@@ -23,6 +26,9 @@ pub enum UpgradeError {
     /// `Sec-WebSocket-Key` is missing or not 16 bytes of base64.
     #[error("missing or malformed Sec-WebSocket-Key")]
     BadKey,
+    /// `Sec-WebSocket-Key` appears more than once (RFC 6455 §4.2.1 allows one).
+    #[error("more than one Sec-WebSocket-Key header")]
+    DuplicateKey,
 }
 
 /// Whether the headers ask for a WebSocket upgrade at all (as opposed to a plain HTTP request).
@@ -30,10 +36,18 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     header_has_token(headers, http::header::UPGRADE, "websocket")
 }
 
-/// Checks an upgrade request and returns the `Sec-WebSocket-Accept` value to answer with.
-pub fn accept(method: &http::Method, headers: &HeaderMap) -> Result<String, UpgradeError> {
+/// Checks an upgrade request (its method, HTTP version and headers) and returns the
+/// `Sec-WebSocket-Accept` value to answer with.
+pub fn accept(
+    method: &http::Method,
+    version: http::Version,
+    headers: &HeaderMap,
+) -> Result<String, UpgradeError> {
     if method != http::Method::GET {
         return Err(UpgradeError::NotGet);
+    }
+    if version < http::Version::HTTP_11 {
+        return Err(UpgradeError::OldHttp);
     }
     if !wants_upgrade(headers) || !header_has_token(headers, http::header::CONNECTION, "upgrade") {
         return Err(UpgradeError::NotUpgrade);
@@ -44,10 +58,11 @@ pub fn accept(method: &http::Method, headers: &HeaderMap) -> Result<String, Upgr
     {
         return Err(UpgradeError::BadVersion);
     }
-    let key = headers
-        .get(http::header::SEC_WEBSOCKET_KEY)
-        .ok_or(UpgradeError::BadKey)?
-        .as_bytes();
+    let mut keys = headers.get_all(http::header::SEC_WEBSOCKET_KEY).iter();
+    let key = keys.next().ok_or(UpgradeError::BadKey)?.as_bytes();
+    if keys.next().is_some() {
+        return Err(UpgradeError::DuplicateKey);
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(key)
         .map_err(|_| UpgradeError::BadKey)?;
@@ -77,6 +92,9 @@ fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Version;
+
+    const HTTP_11: Version = Version::HTTP_11;
 
     fn request_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -94,7 +112,7 @@ mod tests {
     fn computes_the_rfc_example_accept_key() {
         // RFC 6455 §1.3.
         assert_eq!(
-            accept(&http::Method::GET, &request_headers()).unwrap(),
+            accept(&http::Method::GET, HTTP_11, &request_headers()).unwrap(),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
@@ -102,26 +120,45 @@ mod tests {
     #[test]
     fn rejects_incomplete_requests() {
         assert_eq!(
-            accept(&http::Method::POST, &request_headers()),
+            accept(&http::Method::POST, HTTP_11, &request_headers()),
             Err(UpgradeError::NotGet)
         );
         let mut headers = request_headers();
         headers.remove("connection");
         assert_eq!(
-            accept(&http::Method::GET, &headers),
+            accept(&http::Method::GET, HTTP_11, &headers),
             Err(UpgradeError::NotUpgrade)
         );
         let mut headers = request_headers();
         headers.insert("sec-websocket-version", "8".parse().unwrap());
         assert_eq!(
-            accept(&http::Method::GET, &headers),
+            accept(&http::Method::GET, HTTP_11, &headers),
             Err(UpgradeError::BadVersion)
         );
         let mut headers = request_headers();
         headers.insert("sec-websocket-key", "c2hvcnQ=".parse().unwrap());
         assert_eq!(
-            accept(&http::Method::GET, &headers),
+            accept(&http::Method::GET, HTTP_11, &headers),
             Err(UpgradeError::BadKey)
+        );
+    }
+
+    #[test]
+    fn refuses_http_1_0_and_a_repeated_key() {
+        for version in [Version::HTTP_10, Version::HTTP_09] {
+            assert_eq!(
+                accept(&http::Method::GET, version, &request_headers()),
+                Err(UpgradeError::OldHttp)
+            );
+        }
+        let mut headers = request_headers();
+        headers.append(
+            "sec-websocket-key",
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        assert_eq!(
+            accept(&http::Method::GET, HTTP_11, &headers),
+            Err(UpgradeError::DuplicateKey)
         );
     }
 }
