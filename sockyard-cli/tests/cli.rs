@@ -262,6 +262,94 @@ fn token_listen_and_publish_work_together() {
     assert!(!out.status.success());
 }
 
+/// What a server with the embedded configuration makes of `token`.
+fn verified(token: &[u8]) -> Result<sockyard::auth::Claims, sockyard::auth::TokenError> {
+    let auth = sockyard::auth::Authenticator::hs256(
+        sockyard::auth::DEMO_AUTH_KEY.as_bytes(),
+        Duration::from_secs(60),
+    );
+    auth.verify(String::from_utf8_lossy(token).trim())
+}
+
+#[test]
+fn token_refuses_an_expired_exp_unless_allowed_and_warns() {
+    let out = run(&["token", "--claims", r#"{"exp":1}"#]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in the past") && stderr.contains("--allow-expired"),
+        "{stderr}"
+    );
+    let out = run(&["token", "--claims", r#"{"exp":1}"#, "--allow-expired"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: the token is already expired"), "{stderr}");
+    assert_eq!(
+        verified(&out.stdout),
+        Err(sockyard::auth::TokenError::Expired { expiry: 1 })
+    );
+    let out = run(&["token", "--claims", r#"{"exp":"tomorrow"}"#]);
+    assert!(!out.status.success(), "{out:?}");
+    // A future exp, or none, signs without a word, as before.
+    let out = run(&["token", "--claims", r#"{"exp":99999999999}"#]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let out = run(&["token", "--expiry", "60"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let claims = verified(&out.stdout).unwrap();
+    assert_eq!(
+        claims["exp"].as_u64(),
+        claims["iat"].as_u64().map(|iat| iat + 60)
+    );
+}
+
+#[test]
+fn key_files_are_found_beside_the_config_file() {
+    let dir = TempDir::new("keys");
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../sockyard/tests/keys");
+    for name in ["ec-private.pem", "ec-public.pem"] {
+        let pem = std::fs::read(format!("{keys}/{name}")).unwrap();
+        dir.write(&format!("keys/{name}"), &pem);
+    }
+    let config = dir.write(
+        "sockyard.toml",
+        br#"[auth]
+algorithm = "ES256"
+private_key_file = "keys/ec-private.pem"
+public_key_file = "keys/ec-public.pem"
+max_token_age_s = 60
+"#,
+    );
+    // Run from elsewhere: the paths are the config file's, not the working directory's.
+    let token = |config: &std::path::Path| {
+        SOCKYARD
+            .command()
+            .current_dir(std::env::temp_dir())
+            .args(["token", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = token(&config);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split('.').count(), 3);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auth.max_token_age_s = 60"),
+        "the default expiry outlives the maximum age: {out:?}"
+    );
+    std::fs::remove_file(dir.file("keys/ec-private.pem")).unwrap();
+    let out = token(&config);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot read auth.private_key_file file {}",
+            dir.file("keys/ec-private.pem").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}
+
 #[test]
 fn serve_with_tls_answers_wss_and_https_only() {
     // Given in the environment, as a deployment would.
