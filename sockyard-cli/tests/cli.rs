@@ -351,6 +351,54 @@ max_token_age_s = 60
 }
 
 #[test]
+fn out_of_file_descriptors_serve_warns_once_a_second_and_recovers() {
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .map_err(|err| format!("prlimit: {err}"));
+    if sockyard_test_support::skip::ok_or_skip("the file descriptor test", prlimit).is_none() {
+        return;
+    }
+    let db = SqliteFile::new("fds");
+    // 40 descriptors: a dozen or so for the server itself, the rest for clients.
+    let process = sockyard_test_support::process::Launch::new("prlimit")
+        .args(["--nofile=40:40"])
+        .args([SOCKYARD.path().as_os_str()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SOCKYARD_STORAGE", db.url())
+        .env_remove("SOCKYARD_LISTEN")
+        .env_remove("SOCKYARD_LOG_LEVEL")
+        .start();
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(process.addr).unwrap())
+        .collect();
+    let storm = Duration::from_millis(2500);
+    std::thread::sleep(storm);
+    let log = process.log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("accept failed")).collect();
+    // Unthrottled, the loop (backing off 50 ms) logs 20 a second: 50 here.
+    assert!(
+        (2..=4).contains(&warnings.len()),
+        "{} warnings in {storm:?}:\n{log}",
+        warnings.len()
+    );
+    assert!(
+        warnings[1..].iter().all(|l| l.contains("suppressed=")
+            && !l.contains("suppressed=0")),
+        "the later warnings count what they held back:\n{log}"
+    );
+    drop(held);
+    block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process.get("/health").await.status != 200 {
+            assert!(Instant::now() < deadline, "never recovered:\n{}", process.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        process.wait_log(&["accepting connections again", "failures="]).await;
+    });
+}
+
+#[test]
 fn serve_with_tls_answers_wss_and_https_only() {
     // Given in the environment, as a deployment would.
     let Some(tls) = serve_tls("tls", None) else {
