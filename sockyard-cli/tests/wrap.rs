@@ -641,6 +641,50 @@ async fn staticdir_serves_files_without_leaving_the_directory() {
 }
 
 #[tokio::test]
+async fn staticdir_does_not_follow_symlinks_out_of_the_directory_unless_asked() {
+    let dir = TempDir::new("symlinks");
+    dir.write("site/index.html", b"home");
+    dir.write("site/sub/a.txt", b"nested file");
+    dir.write("secret/key.txt", b"top secret");
+    let link = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(dir.file(target), dir.file(name)).unwrap();
+    };
+    link("secret/key.txt", "site/key.txt");
+    link("secret", "site/secrets");
+    link("site/sub/a.txt", "site/inside.txt");
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site"), "cat"]);
+    for path in ["/key.txt", "/secrets/key.txt"] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, 404, "{path}: {reply:?}");
+        assert!(!reply.body.contains("top secret"), "{path}: {reply:?}");
+    }
+    // A link that stays inside is followed.
+    assert_eq!(server.get("/inside.txt").await.body, "nested file");
+    assert_eq!(server.get("/").await.body, "home");
+    drop(server);
+
+    // A directory given through a link is still the directory.
+    link("site", "site-link");
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site-link"), "cat"]);
+    assert_eq!(server.get("/sub/a.txt").await.body, "nested file");
+    assert_eq!(server.get("/key.txt").await.status, 404);
+    drop(server);
+
+    let server = SOCKYARD.wrap(&[
+        "--staticdir",
+        &dir.arg("site"),
+        "--follow-symlinks",
+        "cat",
+    ]);
+    for path in ["/key.txt", "/secrets/key.txt"] {
+        let reply = server.get(path).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "top secret"), "{path}");
+    }
+    // Still never `..`.
+    assert_eq!(server.get("/%2e%2e/secret/key.txt").await.status, 404);
+}
+
+#[tokio::test]
 async fn api_lists_rooms_connections_and_metadata() {
     let server = SOCKYARD.wrap(&["--api", "--json", "cat"]);
     assert_eq!(server.get("/api/rooms").await.json(), json!([]));

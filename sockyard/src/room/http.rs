@@ -254,12 +254,28 @@ pub(crate) fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Serves a static file, or 404.
-pub(crate) async fn serve_static(root: &Path, path: &str) -> HttpResponse {
+/// Where `file` (a path under `root`) really is, if that is inside `root` once every symbolic
+/// link is resolved: a link out of the directory names no file.
+async fn inside(root: &Path, file: &Path) -> Option<PathBuf> {
+    let root = tokio::fs::canonicalize(root).await.ok()?;
+    let file = tokio::fs::canonicalize(file).await.ok()?;
+    file.starts_with(&root).then_some(file)
+}
+
+/// Serves a static file, or 404. Unless `follow_symlinks`, a file whose real path (symbolic
+/// links resolved) is outside `root` is not found.
+pub(crate) async fn serve_static(root: &Path, path: &str, follow_symlinks: bool) -> HttpResponse {
     let not_found = || respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n");
-    let Some(file) = static_file(root, path) else {
+    let Some(mut file) = static_file(root, path) else {
         return not_found();
     };
+    if !follow_symlinks {
+        match inside(root, &file).await {
+            // The resolved path is the one read, so the check holds for what is served.
+            Some(real) => file = real,
+            None => return not_found(),
+        }
+    }
     match tokio::fs::read(&file).await {
         Ok(bytes) => respond(StatusCode::OK, content_type(&file), bytes),
         Err(_) => not_found(),

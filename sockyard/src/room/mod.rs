@@ -72,6 +72,7 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 /// let rooms = Rooms::new(RoomOptions::new("cat", Vec::new()).json(), None).unwrap();
 /// assert!(rooms.check_name("lobby").is_ok());
 /// assert!(rooms.check_name("api").is_err(), "the room API's own path");
+/// assert!(rooms.check_name("..").is_err(), "a name a program could take for a path");
 /// assert!(rooms.list().is_empty());
 /// ```
 #[derive(Debug, Clone)]
@@ -226,11 +227,14 @@ impl Rooms {
     }
 
     /// Checks a room name (already percent-decoded) against the length limit, the reserved
-    /// names and the allow-list.
+    /// names and the allow-list. `.` and `..` are never rooms: a program given `ROOM=..`
+    /// might take it for a path.
     pub fn check_name(&self, name: &str) -> Result<(), Refusal> {
         if name.is_empty()
             || name.len() > MAX_ROOM_NAME
             || name.contains('/')
+            || name == "."
+            || name == ".."
             || name.chars().any(char::is_control)
             || RESERVED_NAMES.contains(&name)
         {
