@@ -188,6 +188,35 @@ async fn cachepersist_history_reaches_a_client_that_comes_straight_back() {
 }
 
 #[tokio::test]
+async fn cachepersist_keeps_what_the_program_prints_after_the_last_client_left() {
+    // The program answers the leave message and the end of its input.
+    let script = r#"while read l; do echo "got $l"; done; echo "input closed""#;
+    let server = SOCKYARD.wrap(&[
+        "--cache",
+        "all:8",
+        "--cachepersist",
+        "--metrics",
+        "--leavemsg",
+        "leave #ID",
+        "sh",
+        "--",
+        "-c",
+        script,
+    ]);
+    let mut a = connect(&server.url("/late")).await;
+    send(&mut a, "x").await;
+    assert_eq!(text(&mut a).await, "got x");
+    leave(a).await;
+    server.wait_metric("sockyard_room_open", Some(0.0)).await;
+    let mut b = connect(&server.url("/late")).await;
+    assert_eq!(
+        texts(&mut b, 3).await,
+        ["got x", "got leave 1", "input closed"]
+    );
+    silent(&mut b, SHORT).await;
+}
+
+#[tokio::test]
 async fn delay_holds_messages_sent_meanwhile_then_delivers_them() {
     let server = SOCKYARD.wrap(&["--delay", "1", "cat"]);
     let started = Instant::now();

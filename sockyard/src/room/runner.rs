@@ -119,7 +119,7 @@ pub(crate) async fn run(
             }
         }
     }
-    service.room_ended(&room.name, port, room.take_cache());
+    service.room_ended(&room.name, port);
 }
 
 /// Ends the program's input: the writer writes what is queued and closes it. The program has
