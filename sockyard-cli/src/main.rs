@@ -413,7 +413,9 @@ fn token(
     let expires = match claims.get("exp") {
         None => now.saturating_add(config.auth.default_expiry_s),
         Some(exp) => exp.as_u64().with_context(|| {
-            format!("--claims: `exp` must be a whole number of seconds since the Unix epoch, not {exp}")
+            format!(
+                "--claims: `exp` must be a whole number of seconds since the Unix epoch, not {exp}"
+            )
         })?,
     };
     if expires < now {

@@ -284,7 +284,10 @@ fn token_refuses_an_expired_exp_unless_allowed_and_warns() {
     let out = run(&["token", "--claims", r#"{"exp":1}"#, "--allow-expired"]);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("warning: the token is already expired"), "{stderr}");
+    assert!(
+        stderr.contains("warning: the token is already expired"),
+        "{stderr}"
+    );
     assert_eq!(
         verified(&out.stdout),
         Err(sockyard::auth::TokenError::Expired { expiry: 1 })
@@ -375,7 +378,10 @@ fn out_of_file_descriptors_serve_warns_once_a_second_and_recovers() {
     let storm = Duration::from_millis(2500);
     std::thread::sleep(storm);
     let log = process.log();
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("accept failed")).collect();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
     // Unthrottled, the loop (backing off 50 ms) logs 20 a second: 50 here.
     assert!(
         (2..=4).contains(&warnings.len()),
@@ -383,18 +389,25 @@ fn out_of_file_descriptors_serve_warns_once_a_second_and_recovers() {
         warnings.len()
     );
     assert!(
-        warnings[1..].iter().all(|l| l.contains("suppressed=")
-            && !l.contains("suppressed=0")),
+        warnings[1..]
+            .iter()
+            .all(|l| l.contains("suppressed=") && !l.contains("suppressed=0")),
         "the later warnings count what they held back:\n{log}"
     );
     drop(held);
     block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         while process.get("/health").await.status != 200 {
-            assert!(Instant::now() < deadline, "never recovered:\n{}", process.log());
+            assert!(
+                Instant::now() < deadline,
+                "never recovered:\n{}",
+                process.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        process.wait_log(&["accepting connections again", "failures="]).await;
+        process
+            .wait_log(&["accepting connections again", "failures="])
+            .await;
     });
 }
 

@@ -699,15 +699,14 @@ async fn staticdir_does_not_follow_symlinks_out_of_the_directory_unless_asked() 
     assert_eq!(server.get("/key.txt").await.status, 404);
     drop(server);
 
-    let server = SOCKYARD.wrap(&[
-        "--staticdir",
-        &dir.arg("site"),
-        "--follow-symlinks",
-        "cat",
-    ]);
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site"), "--follow-symlinks", "cat"]);
     for path in ["/key.txt", "/secrets/key.txt"] {
         let reply = server.get(path).await;
-        assert_eq!((reply.status, reply.body.as_str()), (200, "top secret"), "{path}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "top secret"),
+            "{path}"
+        );
     }
     // Still never `..`.
     assert_eq!(server.get("/%2e%2e/secret/key.txt").await.status, 404);

@@ -111,7 +111,11 @@ async fn a_program_that_never_reads_its_input_is_stopped_after_the_grace_period(
                 "the server took {:?} to stop",
                 started.elapsed()
             );
-            assert!(!server.log().contains("did not stop within"), "{}", server.log());
+            assert!(
+                !server.log().contains("did not stop within"),
+                "{}",
+                server.log()
+            );
         } else {
             server.wait_log(&["program stopped"]).await;
         }

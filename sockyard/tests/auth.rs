@@ -577,7 +577,8 @@ public_key_file = "keys/rsa-public.pem"
 "#,
     );
     let config = Config::from_file(&file).unwrap();
-    let (auth, _) = Authenticator::from_config_in(&config.auth, config.base_dir.as_deref()).unwrap();
+    let (auth, _) =
+        Authenticator::from_config_in(&config.auth, config.base_dir.as_deref()).unwrap();
     let server = start_with(config).await;
     let token = auth.sign(claims(json!({"username": "ann"}))).unwrap();
     let (_, reply) = handshake_with(&server.url(), &token).await;

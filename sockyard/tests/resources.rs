@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 use sockyard::client::ctproto::CtClient;
 use sockyard::client::{Client, ClientError, ClientEvent, ClientOptions, Events};
 use sockyard::codec::protobuf::Schema;
 use sockyard::codec::Encoding;
 use sockyard::config::DEMO_PROTO;
-use futures_util::future::BoxFuture;
 use sockyard::resource::query::Query;
 use sockyard::resource::{
     Before, Change, HookContext, Operation, Record, ResourceDef, Resources, ResourcesBuilder,
@@ -783,7 +783,9 @@ async fn names_the_server_keeps_are_refused(backend: Backend) {
                 "{event} {data}: {error:?}"
             );
             assert!(
-                error.message.contains(&format!("{field} is set by the server")),
+                error
+                    .message
+                    .contains(&format!("{field} is set by the server")),
                 "{event} {data}: {error:?}"
             );
         }
@@ -818,7 +820,10 @@ async fn names_the_server_keeps_are_refused(backend: Backend) {
         refused(&format!("PATCH {item}"), body, field).await;
     }
     // Nothing was created, changed or announced.
-    assert_eq!(ok(&c, "creature/get", json!({"id": id(&smaug)})).await, smaug);
+    assert_eq!(
+        ok(&c, "creature/get", json!({"id": id(&smaug)})).await,
+        smaug
+    );
     assert_eq!(ok(&c, "creature/list", json!({})).await["total"], 1);
     no_publication(&mut events).await;
 
@@ -835,10 +840,7 @@ async fn names_the_server_keeps_are_refused(backend: Backend) {
 
     // The addresses and versions the operations take still work.
     let query = json!({"id": id(&smaug), "version": 1, "$sort": {"mtime": -1}});
-    assert_eq!(
-        ok(&c, "creature/list", query).await["data"],
-        json!([smaug])
-    );
+    assert_eq!(ok(&c, "creature/list", query).await["data"], json!([smaug]));
     let patched = ok(
         &c,
         "creature/patch",
@@ -1066,8 +1068,14 @@ async fn children_and_cascading_destroy(backend: Backend) {
         )
         .await;
         assert_eq!(error.name, "ValidationError", "{event}: {error:?}");
-        assert_eq!(error.extra["errors"][0]["property"], "album_id", "{error:?}");
-        assert_eq!(error.extra["errors"][0]["attribute"], "readOnly", "{error:?}");
+        assert_eq!(
+            error.extra["errors"][0]["property"], "album_id",
+            "{error:?}"
+        );
+        assert_eq!(
+            error.extra["errors"][0]["attribute"], "readOnly",
+            "{error:?}"
+        );
         assert!(
             error.message.contains("album_id cannot be changed"),
             "{event}: {error:?}"
@@ -1527,7 +1535,10 @@ async fn a_cascade_is_announced_after_the_child_writes_it_follows(backend: Backe
         let mut seen = Vec::new();
         if let Ok(record) = &written {
             let first = publication(&mut events, "song").await;
-            assert_eq!((first["event"].as_str(), &first["data"]), (Some(event), record));
+            assert_eq!(
+                (first["event"].as_str(), &first["data"]),
+                (Some(event), record)
+            );
             seen.push(event);
         } else {
             assert_eq!(written.unwrap_err().name, "NotFound", "{write}");

@@ -476,8 +476,7 @@ mod tests {
         };
         let (_, source) = Authenticator::from_config_in(&config, Some(&keys)).unwrap();
         assert_eq!(source, KeySource::Files);
-        let err = Authenticator::from_config_in(&config, Some(&keys.join("missing")))
-            .unwrap_err();
+        let err = Authenticator::from_config_in(&config, Some(&keys.join("missing"))).unwrap_err();
         let message = err.to_string();
         assert!(
             message.starts_with(&format!(

@@ -1,8 +1,10 @@
 //! The HTTP front every server shares — `sockyard serve` and `sockyard wrap` alike: one accept
 //! loop, TLS with its handshake deadline, HTTP/1 with a header deadline and graceful stop, and
 //! the tasks behind it tracked for shutdown. What a request gets is up to the [`Site`] it
-//! serves; `response.rs` builds the answers, including the 101 of an upgrade.
+//! serves; `response.rs` builds the answers, including the 101 of an upgrade, and `origin.rs`
+//! checks the `Origin` of upgrades against an allow-list.
 
+pub(crate) mod origin;
 pub(crate) mod response;
 mod settings;
 mod throttle;

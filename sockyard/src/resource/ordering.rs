@@ -86,8 +86,9 @@ mod tests {
     fn a_tree_always_gets_the_same_lock() {
         let locks = WriteLocks::new();
         assert!(std::ptr::eq(locks.of("album", 7), locks.of("album", 7)));
-        let spread: std::collections::HashSet<*const Mutex<()>> =
-            (1..1000).map(|id| locks.of("album", id) as *const _).collect();
+        let spread: std::collections::HashSet<*const Mutex<()>> = (1..1000)
+            .map(|id| locks.of("album", id) as *const _)
+            .collect();
         assert!(spread.len() > WRITE_LOCKS / 2, "{}", spread.len());
     }
 }

@@ -424,7 +424,10 @@ mod tests {
         // The room ending later leaves the history where it was handed on.
         rooms.service.room_ended("r", None);
         let registry = rooms.service.registry();
-        assert_eq!(payloads(&registry.kept["r"]), [b"kept".to_vec(), b"bye".to_vec()]);
+        assert_eq!(
+            payloads(&registry.kept["r"]),
+            [b"kept".to_vec(), b"bye".to_vec()]
+        );
     }
 
     #[tokio::test(start_paused = true)]
