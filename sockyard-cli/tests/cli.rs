@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sockyard_test_support::binary::Sockyard;
 use sockyard_test_support::database::SqliteFile;
 use sockyard_test_support::http::dropped_within;
+use sockyard_test_support::keys::config_with_relative_keys;
 use sockyard_test_support::process::Process;
 use sockyard_test_support::socketcluster::{handshake, handshaken};
 use sockyard_test_support::tempdir::TempDir;
@@ -308,21 +309,7 @@ fn token_refuses_an_expired_exp_unless_allowed_and_warns() {
 
 #[test]
 fn key_files_are_found_beside_the_config_file() {
-    let dir = TempDir::new("keys");
-    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../sockyard/tests/keys");
-    for name in ["ec-private.pem", "ec-public.pem"] {
-        let pem = std::fs::read(format!("{keys}/{name}")).unwrap();
-        dir.write(&format!("keys/{name}"), &pem);
-    }
-    let config = dir.write(
-        "sockyard.toml",
-        br#"[auth]
-algorithm = "ES256"
-private_key_file = "keys/ec-private.pem"
-public_key_file = "keys/ec-public.pem"
-max_token_age_s = 60
-"#,
-    );
+    let (dir, config) = config_with_relative_keys("keys", "ES256", "max_token_age_s = 60\n");
     // Run from elsewhere: the paths are the config file's, not the working directory's.
     let token = |config: &std::path::Path| {
         SOCKYARD

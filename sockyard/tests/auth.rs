@@ -563,19 +563,8 @@ fn sign_raw(claims: Value) -> String {
 
 #[tokio::test]
 async fn key_files_are_read_from_the_config_files_directory() {
-    let dir = sockyard_test_support::tempdir::TempDir::new("auth-keys");
-    for name in ["rsa-private.pem", "rsa-public.pem"] {
-        let pem = std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR")));
-        dir.write(&format!("keys/{name}"), &pem.unwrap());
-    }
-    let file = dir.write(
-        "sockyard.toml",
-        br#"[auth]
-algorithm = "RS256"
-private_key_file = "keys/rsa-private.pem"
-public_key_file = "keys/rsa-public.pem"
-"#,
-    );
+    let (_dir, file) =
+        sockyard_test_support::keys::config_with_relative_keys("auth-keys", "RS256", "");
     let config = Config::from_file(&file).unwrap();
     let (auth, _) =
         Authenticator::from_config_in(&config.auth, config.base_dir.as_deref()).unwrap();
