@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use sockyard::auth::{Authenticator, KeySource};
+use sockyard::auth::{now_seconds, Authenticator, KeySource};
 use sockyard::client::ctproto::CtClient;
 use sockyard::client::{Client, ClientError, ClientEvent, ClientOptions};
 use sockyard::codec::protobuf::Schema;
@@ -121,6 +121,9 @@ enum Command {
         /// Seconds until the token expires (default: auth.default_expiry_s).
         #[arg(long)]
         expiry: Option<u64>,
+        /// Sign even when the claims' `exp` is in the past (a warning is printed).
+        #[arg(long)]
+        allow_expired: bool,
     },
     /// Subscribe to channels and print each publication as a JSON line {"channel","data"}.
     Listen {
@@ -239,7 +242,8 @@ fn main() -> ExitCode {
                 claims,
                 config,
                 expiry,
-            } => token(&claims, config, expiry),
+                allow_expired,
+            } => token(&claims, config, expiry, allow_expired),
             Command::Listen {
                 url,
                 channels,
@@ -383,7 +387,12 @@ fn parse_json(text: Option<&str>) -> anyhow::Result<serde_json::Value> {
     }
 }
 
-fn token(claims: &str, config: Option<PathBuf>, expiry: Option<u64>) -> anyhow::Result<ExitCode> {
+fn token(
+    claims: &str,
+    config: Option<PathBuf>,
+    expiry: Option<u64>,
+    allow_expired: bool,
+) -> anyhow::Result<ExitCode> {
     let mut config = match &config {
         Some(path) => Config::from_file(path)?,
         None => Config::from_toml_str(DEFAULT_TOML, "<embedded default>")?,
@@ -396,9 +405,29 @@ fn token(claims: &str, config: Option<PathBuf>, expiry: Option<u64>) -> anyhow::
     else {
         anyhow::bail!("--claims must be a JSON object");
     };
-    let (auth, source) = Authenticator::from_config(&config.auth)?;
+    let (auth, source) = Authenticator::from_config_in(&config.auth, config.base_dir.as_deref())?;
     if source == KeySource::Random {
         anyhow::bail!("no auth key is configured (auth.key or ${}): a token signed with a random key would verify nowhere", config.auth.key_env);
+    }
+    let now = now_seconds();
+    let expires = match claims.get("exp") {
+        None => now.saturating_add(config.auth.default_expiry_s),
+        Some(exp) => exp.as_u64().with_context(|| {
+            format!(
+                "--claims: `exp` must be a whole number of seconds since the Unix epoch, not {exp}"
+            )
+        })?,
+    };
+    if expires < now {
+        let ago = now - expires;
+        if !allow_expired {
+            anyhow::bail!("--claims sets `exp` to {expires}, {ago} s in the past: every server would refuse the token as expired (--allow-expired signs it anyway)");
+        }
+        eprintln!("warning: the token is already expired: `exp` {expires} is {ago} s in the past");
+    }
+    let max_age = config.auth.max_token_age_s;
+    if max_age > 0 && expires > now.saturating_add(max_age) {
+        eprintln!("warning: auth.max_token_age_s = {max_age}: servers with this configuration refuse the token {max_age} s after it is issued, before its `exp`");
     }
     println!("{}", auth.sign(claims)?);
     Ok(ExitCode::SUCCESS)

@@ -143,7 +143,8 @@ pub(crate) struct WrapArgs {
         value_name = "MODE"
     )]
     pub(crate) serverframe: Option<FrameMode>,
-    /// Serve the files of this directory over HTTP.
+    /// Serve the files of this directory over HTTP (symbolic links that lead out of it are
+    /// not followed, unless --follow-symlinks).
     #[arg(long, value_name = "DIR")]
     pub(crate) staticdir: Option<PathBuf>,
     /// Serve the room API under /api/ (/api/rooms, /api/<room>/, /api/<room>/<field>).
@@ -160,6 +161,9 @@ pub(crate) struct WrapArgs {
     pub(crate) verbose: u8,
 
     // Beyond ScaleSocket.
+    /// With --staticdir: also serve files that symbolic links lead to outside the directory.
+    #[arg(long, requires = "staticdir")]
+    pub(crate) follow_symlinks: bool,
     /// Seconds the program has to exit once its input is closed (last client gone), before
     /// SIGTERM.
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
@@ -344,6 +348,7 @@ pub(crate) async fn run(args: WrapArgs) -> anyhow::Result<ExitCode> {
     settings.api = args.api;
     settings.metrics = args.metrics;
     settings.static_dir = args.staticdir.clone();
+    settings.follow_symlinks = args.follow_symlinks;
     settings.origins = args.origin.clone();
     settings.header_timeout = Some(Duration::from_millis(millis(
         args.header_timeout,

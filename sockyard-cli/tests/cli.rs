@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sockyard_test_support::binary::Sockyard;
 use sockyard_test_support::database::SqliteFile;
 use sockyard_test_support::http::dropped_within;
+use sockyard_test_support::keys::config_with_relative_keys;
 use sockyard_test_support::process::Process;
 use sockyard_test_support::socketcluster::{handshake, handshaken};
 use sockyard_test_support::tempdir::TempDir;
@@ -260,6 +261,141 @@ fn token_listen_and_publish_work_together() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("AuthError"));
     let out = run(&["token", "--claims", "[1]"]);
     assert!(!out.status.success());
+}
+
+/// What a server with the embedded configuration makes of `token`.
+fn verified(token: &[u8]) -> Result<sockyard::auth::Claims, sockyard::auth::TokenError> {
+    let auth = sockyard::auth::Authenticator::hs256(
+        sockyard::auth::DEMO_AUTH_KEY.as_bytes(),
+        Duration::from_secs(60),
+    );
+    auth.verify(String::from_utf8_lossy(token).trim())
+}
+
+#[test]
+fn token_refuses_an_expired_exp_unless_allowed_and_warns() {
+    let out = run(&["token", "--claims", r#"{"exp":1}"#]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in the past") && stderr.contains("--allow-expired"),
+        "{stderr}"
+    );
+    let out = run(&["token", "--claims", r#"{"exp":1}"#, "--allow-expired"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the token is already expired"),
+        "{stderr}"
+    );
+    assert_eq!(
+        verified(&out.stdout),
+        Err(sockyard::auth::TokenError::Expired { expiry: 1 })
+    );
+    let out = run(&["token", "--claims", r#"{"exp":"tomorrow"}"#]);
+    assert!(!out.status.success(), "{out:?}");
+    // A future exp, or none, signs without a word, as before.
+    let out = run(&["token", "--claims", r#"{"exp":99999999999}"#]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let out = run(&["token", "--expiry", "60"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let claims = verified(&out.stdout).unwrap();
+    assert_eq!(
+        claims["exp"].as_u64(),
+        claims["iat"].as_u64().map(|iat| iat + 60)
+    );
+}
+
+#[test]
+fn key_files_are_found_beside_the_config_file() {
+    let (dir, config) = config_with_relative_keys("keys", "ES256", "max_token_age_s = 60\n");
+    // Run from elsewhere: the paths are the config file's, not the working directory's.
+    let token = |config: &std::path::Path| {
+        SOCKYARD
+            .command()
+            .current_dir(std::env::temp_dir())
+            .args(["token", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = token(&config);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split('.').count(), 3);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auth.max_token_age_s = 60"),
+        "the default expiry outlives the maximum age: {out:?}"
+    );
+    std::fs::remove_file(dir.file("keys/ec-private.pem")).unwrap();
+    let out = token(&config);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot read auth.private_key_file file {}",
+            dir.file("keys/ec-private.pem").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}
+
+#[test]
+fn out_of_file_descriptors_serve_warns_once_a_second_and_recovers() {
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .map_err(|err| format!("prlimit: {err}"));
+    if sockyard_test_support::skip::ok_or_skip("the file descriptor test", prlimit).is_none() {
+        return;
+    }
+    let db = SqliteFile::new("fds");
+    // 40 descriptors: a dozen or so for the server itself, the rest for clients.
+    let process = sockyard_test_support::process::Launch::new("prlimit")
+        .args(["--nofile=40:40"])
+        .args([SOCKYARD.path().as_os_str()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SOCKYARD_STORAGE", db.url())
+        .env_remove("SOCKYARD_LISTEN")
+        .env_remove("SOCKYARD_LOG_LEVEL")
+        .start();
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(process.addr).unwrap())
+        .collect();
+    let storm = Duration::from_millis(2500);
+    std::thread::sleep(storm);
+    let log = process.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .collect();
+    // Unthrottled, the loop (backing off 50 ms) logs 20 a second: 50 here.
+    assert!(
+        (2..=4).contains(&warnings.len()),
+        "{} warnings in {storm:?}:\n{log}",
+        warnings.len()
+    );
+    assert!(
+        warnings[1..]
+            .iter()
+            .all(|l| l.contains("suppressed=") && !l.contains("suppressed=0")),
+        "the later warnings count what they held back:\n{log}"
+    );
+    drop(held);
+    block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process.get("/health").await.status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "never recovered:\n{}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        process
+            .wait_log(&["accepting connections again", "failures="])
+            .await;
+    });
 }
 
 #[test]

@@ -188,6 +188,35 @@ async fn cachepersist_history_reaches_a_client_that_comes_straight_back() {
 }
 
 #[tokio::test]
+async fn cachepersist_keeps_what_the_program_prints_after_the_last_client_left() {
+    // The program answers the leave message and the end of its input.
+    let script = r#"while read l; do echo "got $l"; done; echo "input closed""#;
+    let server = SOCKYARD.wrap(&[
+        "--cache",
+        "all:8",
+        "--cachepersist",
+        "--metrics",
+        "--leavemsg",
+        "leave #ID",
+        "sh",
+        "--",
+        "-c",
+        script,
+    ]);
+    let mut a = connect(&server.url("/late")).await;
+    send(&mut a, "x").await;
+    assert_eq!(text(&mut a).await, "got x");
+    leave(a).await;
+    server.wait_metric("sockyard_room_open", Some(0.0)).await;
+    let mut b = connect(&server.url("/late")).await;
+    assert_eq!(
+        texts(&mut b, 3).await,
+        ["got x", "got leave 1", "input closed"]
+    );
+    silent(&mut b, SHORT).await;
+}
+
+#[tokio::test]
 async fn delay_holds_messages_sent_meanwhile_then_delivers_them() {
     let server = SOCKYARD.wrap(&["--delay", "1", "cat"]);
     let started = Instant::now();
@@ -638,6 +667,49 @@ async fn staticdir_serves_files_without_leaving_the_directory() {
     let mut ws = connect(&server.url("/room")).await;
     send(&mut ws, "x").await;
     assert_eq!(text(&mut ws).await, "x");
+}
+
+#[tokio::test]
+async fn staticdir_does_not_follow_symlinks_out_of_the_directory_unless_asked() {
+    let dir = TempDir::new("symlinks");
+    dir.write("site/index.html", b"home");
+    dir.write("site/sub/a.txt", b"nested file");
+    dir.write("secret/key.txt", b"top secret");
+    let link = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(dir.file(target), dir.file(name)).unwrap();
+    };
+    link("secret/key.txt", "site/key.txt");
+    link("secret", "site/secrets");
+    link("site/sub/a.txt", "site/inside.txt");
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site"), "cat"]);
+    for path in ["/key.txt", "/secrets/key.txt"] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, 404, "{path}: {reply:?}");
+        assert!(!reply.body.contains("top secret"), "{path}: {reply:?}");
+    }
+    // A link that stays inside is followed.
+    assert_eq!(server.get("/inside.txt").await.body, "nested file");
+    assert_eq!(server.get("/").await.body, "home");
+    drop(server);
+
+    // A directory given through a link is still the directory.
+    link("site", "site-link");
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site-link"), "cat"]);
+    assert_eq!(server.get("/sub/a.txt").await.body, "nested file");
+    assert_eq!(server.get("/key.txt").await.status, 404);
+    drop(server);
+
+    let server = SOCKYARD.wrap(&["--staticdir", &dir.arg("site"), "--follow-symlinks", "cat"]);
+    for path in ["/key.txt", "/secrets/key.txt"] {
+        let reply = server.get(path).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "top secret"),
+            "{path}"
+        );
+    }
+    // Still never `..`.
+    assert_eq!(server.get("/%2e%2e/secret/key.txt").await.status, 404);
 }
 
 #[tokio::test]

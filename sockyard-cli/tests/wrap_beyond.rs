@@ -66,6 +66,62 @@ async fn grace_then_sigterm_for_a_program_that_ignores_end_of_input() {
     server.wait_log(&["program stopped"]).await;
 }
 
+/// A program that never reads its input, with more queued for it than a pipe holds: the
+/// input is closed when the grace period is over and SIGTERM follows, whether the last client
+/// left or the server shuts down (which then does not wait out its own timeout).
+#[tokio::test]
+async fn a_program_that_never_reads_its_input_is_stopped_after_the_grace_period() {
+    for shutdown in [false, true] {
+        let dir = TempDir::new("unread");
+        let log = dir.arg("log");
+        let mut server = wrap_lingering(
+            "0.5",
+            "5",
+            &format!("trap 'echo TERM >> {log}; exit 0' TERM"),
+        );
+        let mut ws = connect(&server.url("/u")).await;
+        assert_eq!(text(&mut ws).await, "ready");
+        // 256 KiB: the pipe to the program is full long before that.
+        let chunk = "x".repeat(4096);
+        for _ in 0..64 {
+            send(&mut ws, &chunk).await;
+        }
+        tokio::time::sleep(SHORT).await;
+        let started = Instant::now();
+        if shutdown {
+            server.signal("TERM");
+        } else {
+            leave(ws).await;
+        }
+        file_when(Path::new(&log), |t| t == "TERM\n").await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "shutdown {shutdown}: SIGTERM came {waited:?} after, before the grace period"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "shutdown {shutdown}: SIGTERM came {waited:?} after, long past the grace period"
+        );
+        if shutdown {
+            let status = server.wait_exit(WAIT).await.expect("the server exits");
+            assert!(status.success(), "{status:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "the server took {:?} to stop",
+                started.elapsed()
+            );
+            assert!(
+                !server.log().contains("did not stop within"),
+                "{}",
+                server.log()
+            );
+        } else {
+            server.wait_log(&["program stopped"]).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn kill_after_sends_sigkill_to_a_program_that_ignores_sigterm() {
     let dir = TempDir::new("kill");

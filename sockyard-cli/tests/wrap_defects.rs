@@ -315,6 +315,11 @@ async fn room_names_are_percent_decoded_and_length_limited() {
         "/a%2Fb".to_owned(),
         "/%ff".to_owned(),
         "/a%0Ab".to_owned(),
+        // Names a program could take for a path.
+        "/%2e%2e".to_owned(),
+        "/%2E%2e/".to_owned(),
+        "/%2e".to_owned(),
+        "/.%2e".to_owned(),
     ] {
         let (status, body) = refusal(&server.url(&path)).await;
         assert_eq!((status, body.as_str()), (400, "Invalid room\n"), "{path}");

@@ -529,3 +529,47 @@ async fn channel_and_authenticate_stages_check_and_rewrite() {
     );
     assert_eq!(whoami(&mut ws, 8).await["error"]["name"], "AuthError");
 }
+
+#[tokio::test]
+async fn the_token_rules_of_auth_refuse_ageless_and_old_tokens_in_the_handshake() {
+    let mut config = config();
+    config.auth.require_exp = true;
+    config.auth.max_token_age_s = 600;
+    let server = start_with(config).await;
+    let forever = sign_raw(json!({"username": "ann", "iat": now()}));
+    let old = sign_raw(json!({"username": "ann", "iat": now() - 3600, "exp": now() + 60}));
+    for (token, name) in [
+        (forever, "AuthTokenInvalidError"),
+        (old, "AuthTokenExpiredError"),
+    ] {
+        let (_, reply) = handshake_with(&server.url(), &token).await;
+        assert_eq!(reply["data"]["isAuthenticated"], false, "{reply}");
+        assert_eq!(reply["data"]["authError"]["name"], name, "{reply}");
+    }
+    let fresh = sign(KEY, json!({"username": "ann"}));
+    let (_, reply) = handshake_with(&server.url(), &fresh).await;
+    assert_eq!(reply["data"]["isAuthenticated"], true, "{reply}");
+}
+
+/// `claims` signed with [`KEY`] exactly as given (no `iat` or `exp` added).
+fn sign_raw(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn key_files_are_read_from_the_config_files_directory() {
+    let (_dir, file) =
+        sockyard_test_support::keys::config_with_relative_keys("auth-keys", "RS256", "");
+    let config = Config::from_file(&file).unwrap();
+    let (auth, _) =
+        Authenticator::from_config_in(&config.auth, config.base_dir.as_deref()).unwrap();
+    let server = start_with(config).await;
+    let token = auth.sign(claims(json!({"username": "ann"}))).unwrap();
+    let (_, reply) = handshake_with(&server.url(), &token).await;
+    assert_eq!(reply["data"]["isAuthenticated"], true, "{reply}");
+}

@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 use sockyard::client::ctproto::CtClient;
 use sockyard::client::{Client, ClientError, ClientEvent, ClientOptions, Events};
 use sockyard::codec::protobuf::Schema;
 use sockyard::codec::Encoding;
 use sockyard::config::DEMO_PROTO;
-use sockyard::resource::{Before, HookContext, Operation, Resources, ResourcesBuilder};
+use sockyard::resource::query::Query;
+use sockyard::resource::{
+    Before, Change, HookContext, Operation, Record, ResourceDef, Resources, ResourcesBuilder,
+    Scope, SqlStore, Store, StoreError, Updated,
+};
 use sockyard::{ApiError, Config, Router, Server};
 use sockyard_test_support::client::{next_update, publication};
 use sockyard_test_support::database::{PostgresSchema, SqliteFile, POSTGRES_URL};
@@ -109,17 +114,22 @@ async fn serve(
     ))
     .open_storage(&config.storage)
     .await?;
+    Ok(serve_resources(&config, resources).await)
+}
+
+/// Starts a server with `resources` and the demo procedures.
+async fn serve_resources(config: &Config, resources: Resources) -> App {
     let router = Router::new()
         .nest("", sockyard::demo::router())
         .nest("", resources.router());
-    let server = Server::builder(&config)
+    let server = Server::builder(config)
         .routes(router.build().expect("routes"))
         .resources(resources)
         .build()
         .expect("server");
-    Ok(App {
+    App {
         server: start_server(server).await,
-    })
+    }
 }
 
 /// The demo application on a fresh database.
@@ -200,12 +210,14 @@ on_each_backend!(
     api_over_protobuf_reaches_resources,
     list_filters_sorting_and_pages,
     validation_and_bad_input,
+    names_the_server_keeps_are_refused,
     field_types_constraints_and_defaults,
     children_and_cascading_destroy,
     live_events_reach_other_clients,
     access_rules_and_owners,
     hooks_and_remote_methods,
     concurrent_updates_conflict,
+    a_cascade_is_announced_after_the_child_writes_it_follows,
     ctproto_clients_reach_resources,
     migrations_add_fields_and_refuse_losses,
 );
@@ -743,6 +755,102 @@ async fn validation_and_bad_input(backend: Backend) {
     );
 }
 
+/// The names every record has (`id`, `version`, `ctime`, `mtime`, `owner`, `extra`) are the
+/// server's: a payload naming one is a `ValidationError` naming it, except `id` as the address
+/// of `get`, `update`, `patch` and `destroy`, and `version` as the one `update` and `patch`
+/// read. Lists take them as filters and sort keys.
+async fn names_the_server_keeps_are_refused(backend: Backend) {
+    let Some((app, _db)) = demo(backend).await else {
+        return;
+    };
+    let (c, _events) = app.client().await;
+    let (watcher, mut events) = app.client().await;
+    let smaug = ok(&c, "creature/create", json!({"name": "Smaug"})).await;
+    let item = format!("/creature/{}", id(&smaug));
+    watcher.subscribe("creature").await.unwrap();
+    let refused = |event: &str, data: Value, field: &str| {
+        let c = &c;
+        let field = field.to_owned();
+        let event = event.to_owned();
+        async move {
+            let error = err(c, &event, data.clone()).await;
+            assert_eq!(error.name, "ValidationError", "{event} {data}: {error:?}");
+            let errors = error.extra["errors"].as_array().unwrap();
+            assert_eq!(errors.len(), 1, "{event} {data}: {error:?}");
+            assert_eq!(
+                (&errors[0]["attribute"], &errors[0]["property"]),
+                (&json!("readOnly"), &json!(field)),
+                "{event} {data}: {error:?}"
+            );
+            assert!(
+                error
+                    .message
+                    .contains(&format!("{field} is set by the server")),
+                "{event} {data}: {error:?}"
+            );
+        }
+    };
+    for field in ["id", "version", "ctime", "mtime", "owner", "extra"] {
+        let with = |mut data: Value| {
+            data[field] = json!(7);
+            data
+        };
+        refused("creature/create", with(json!({"name": "x"})), field).await;
+        refused("POST /creature", with(json!({"name": "x"})), field).await;
+        refused(
+            "creature",
+            json!({"action": "create", "payload": with(json!({"name": "x"}))}),
+            field,
+        )
+        .await;
+        if field == "id" {
+            continue;
+        }
+        for event in ["creature/get", "creature/destroy"] {
+            refused(event, with(json!({"id": id(&smaug)})), field).await;
+        }
+        if field == "version" {
+            continue;
+        }
+        for event in ["creature/update", "creature/patch"] {
+            let data = with(json!({"id": id(&smaug), "version": 1, "name": "Glaurung"}));
+            refused(event, data, field).await;
+        }
+        let body = with(json!({"version": 1, "name": "Glaurung"}));
+        refused(&format!("PATCH {item}"), body, field).await;
+    }
+    // Nothing was created, changed or announced.
+    assert_eq!(
+        ok(&c, "creature/get", json!({"id": id(&smaug)})).await,
+        smaug
+    );
+    assert_eq!(ok(&c, "creature/list", json!({})).await["total"], 1);
+    no_publication(&mut events).await;
+
+    // Every failure at once.
+    let error = err(&c, "creature/create", json!({"name": 5, "ctime": 1})).await;
+    let mut failures: Vec<&str> = error.extra["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["property"].as_str().unwrap())
+        .collect();
+    failures.sort_unstable();
+    assert_eq!(failures, ["ctime", "name"], "{error:?}");
+
+    // The addresses and versions the operations take still work.
+    let query = json!({"id": id(&smaug), "version": 1, "$sort": {"mtime": -1}});
+    assert_eq!(ok(&c, "creature/list", query).await["data"], json!([smaug]));
+    let patched = ok(
+        &c,
+        "creature/patch",
+        json!({"id": id(&smaug), "version": 1, "age": 171}),
+    )
+    .await;
+    assert_eq!(patched["version"], 2);
+    ok(&c, "creature/destroy", json!({"id": id(&smaug)})).await;
+}
+
 const GADGETS: &str = r#"
 [[resource]]
 name = "gadget"
@@ -946,15 +1054,35 @@ async fn children_and_cascading_destroy(backend: Backend) {
     let missing = err(&c, "GET /album/999999/song", json!({})).await;
     assert_eq!(missing.name, "NotFound");
 
-    // A song cannot be moved by patching its parent column.
-    let moved = ok(
-        &c,
-        "song/patch",
-        json!({"id": id(&s1), "version": 1, "album_id": id(&help), "title": "Come Together (2019 Mix)"}),
-    )
-    .await;
-    assert_eq!(moved["album_id"], abbey["id"]);
-    assert_eq!(publication(&mut events, "song").await["event"], "patched");
+    // A song cannot be moved: naming its parent column in a patch or an update is refused,
+    // and nothing changes or is announced.
+    for (event, album) in [
+        ("song/patch", id(&help)),
+        ("song/update", id(&help)),
+        ("song/patch", id(&abbey)),
+    ] {
+        let error = err(
+            &c,
+            event,
+            json!({"id": id(&s1), "version": 1, "album_id": album, "title": "Come Together (2019 Mix)"}),
+        )
+        .await;
+        assert_eq!(error.name, "ValidationError", "{event}: {error:?}");
+        assert_eq!(
+            error.extra["errors"][0]["property"], "album_id",
+            "{error:?}"
+        );
+        assert_eq!(
+            error.extra["errors"][0]["attribute"], "readOnly",
+            "{error:?}"
+        );
+        assert!(
+            error.message.contains("album_id cannot be changed"),
+            "{event}: {error:?}"
+        );
+    }
+    assert_eq!(ok(&c, "song/get", json!({"id": id(&s1)})).await, s1);
+    no_publication(&mut events).await;
 
     // Destroying an album takes its songs with it, and says so.
     ok(&c, "album/destroy", json!({"id": id(&abbey)})).await;
@@ -1078,16 +1206,19 @@ async fn access_rules_and_owners(backend: Backend) {
     ann.subscribe("note/owner/ann").await.unwrap();
     let mine = ok(&ann, "note/create", json!({"text": "ann's"})).await;
     assert_eq!(mine["owner"], "ann");
-    let bobs = ok(
+    let forged = err(
         &bob,
         "note/create",
         json!({"text": "bob's", "owner": "ann"}),
     )
     .await;
     assert_eq!(
-        bobs["owner"], "bob",
-        "the owner comes from the token, not the payload"
+        (forged.name.as_ref(), &forged.extra["errors"][0]["property"]),
+        ("ValidationError", &json!("owner")),
+        "the owner comes from the token, never from the payload: {forged:?}"
     );
+    let bobs = ok(&bob, "note/create", json!({"text": "bob's"})).await;
+    assert_eq!(bobs["owner"], "bob");
 
     // Others' records do not exist for them.
     for (event, data) in [
@@ -1280,6 +1411,142 @@ async fn hooks_and_remote_methods(backend: Backend) {
     assert!(slow.message.contains("300"), "{slow:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(err(&c, "creature/fly", json!({})).await.name, "NotFound");
+}
+
+/// A store whose writes to `song` answer [`SlowSongs::PAUSE`] after they commit, as on a busy
+/// server: a write racing another then commits first but returns last.
+#[derive(Debug)]
+struct SlowSongs(SqlStore);
+
+impl SlowSongs {
+    const PAUSE: Duration = Duration::from_millis(600);
+
+    async fn after<T>(def: &ResourceDef, result: T) -> T {
+        if def.name == "song" {
+            tokio::time::sleep(Self::PAUSE).await;
+        }
+        result
+    }
+}
+
+impl Store for SlowSongs {
+    fn prepare<'a>(&'a self, defs: &'a [ResourceDef]) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.prepare(defs)
+    }
+
+    fn create<'a>(
+        &'a self,
+        def: &'a ResourceDef,
+        fields: &'a Record,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Record, StoreError>> {
+        Box::pin(async move { Self::after(def, self.0.create(def, fields, scope).await).await })
+    }
+
+    fn get<'a>(
+        &'a self,
+        def: &'a ResourceDef,
+        id: i64,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        self.0.get(def, id, scope)
+    }
+
+    fn list<'a>(
+        &'a self,
+        def: &'a ResourceDef,
+        query: &'a Query,
+        scope: &'a Scope,
+    ) -> BoxFuture<'a, Result<(Vec<Record>, u64), StoreError>> {
+        self.0.list(def, query, scope)
+    }
+
+    fn update<'a>(
+        &'a self,
+        def: &'a ResourceDef,
+        id: i64,
+        expected_version: Option<i64>,
+        scope: &'a Scope,
+        change: Change<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>> {
+        Box::pin(async move {
+            let result = self.0.update(def, id, expected_version, scope, change);
+            Self::after(def, result.await).await
+        })
+    }
+
+    fn destroy<'a>(
+        &'a self,
+        def: &'a ResourceDef,
+        id: i64,
+        scope: &'a Scope,
+        descendants: &'a [&'a ResourceDef],
+    ) -> BoxFuture<'a, Result<Vec<(String, Record)>, StoreError>> {
+        self.0.destroy(def, id, scope, descendants)
+    }
+}
+
+/// An album's `destroy` racing a `patch` or a `create` of one of its songs is announced in
+/// the order the two committed: the song's change, then its removal (or, when the destroy
+/// commits first, the song's write fails and only the removal is announced).
+async fn a_cascade_is_announced_after_the_child_writes_it_follows(backend: Backend) {
+    let Some(db) = db(backend).await else {
+        return;
+    };
+    let config = config(&db, None);
+    let store = SqlStore::connect(&config.storage.url, config.storage.max_connections)
+        .await
+        .expect("store");
+    let resources = ResourcesBuilder::from_declarations(&config.resources, &config.storage)
+        .open(SlowSongs(store))
+        .await
+        .expect("resources");
+    let app = serve_resources(&config, resources).await;
+    let (writer, _writer_events) = app.client().await;
+    let (destroyer, _destroyer_events) = app.client().await;
+    let (watcher, mut events) = app.client().await;
+    watcher.subscribe("song").await.unwrap();
+
+    let album = ok(&writer, "album/create", json!({"title": "Revolver"})).await;
+    let song = ok(
+        &writer,
+        "song/create",
+        json!({"album_id": id(&album), "title": "Taxman"}),
+    )
+    .await;
+    assert_eq!(publication(&mut events, "song").await["event"], "created");
+    let patch = json!({"id": id(&song), "version": 1, "title": "Eleanor Rigby"});
+    let album = id(&album);
+    let second = ok(&writer, "album/create", json!({"title": "Rubber Soul"})).await;
+    let create = json!({"album_id": id(&second), "title": "Michelle"});
+
+    for (write, data, album, event) in [
+        ("song/patch", patch, album, "patched"),
+        ("song/create", create, id(&second), "created"),
+    ] {
+        let written = {
+            let writer = writer.clone();
+            tokio::spawn(async move { call(&writer, write, data).await })
+        };
+        // The song's write has committed and is still on its way back when the album goes.
+        tokio::time::sleep(SlowSongs::PAUSE / 3).await;
+        ok(&destroyer, "album/destroy", json!({ "id": album })).await;
+        let written = written.await.unwrap();
+        let mut seen = Vec::new();
+        if let Ok(record) = &written {
+            let first = publication(&mut events, "song").await;
+            assert_eq!(
+                (first["event"].as_str(), &first["data"]),
+                (Some(event), record)
+            );
+            seen.push(event);
+        } else {
+            assert_eq!(written.unwrap_err().name, "NotFound", "{write}");
+        }
+        let last = publication(&mut events, "song").await;
+        assert_eq!(last["event"], "destroyed", "{write}: after {seen:?}");
+        no_publication(&mut events).await;
+    }
 }
 
 async fn concurrent_updates_conflict(backend: Backend) {

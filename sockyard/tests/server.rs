@@ -169,3 +169,44 @@ async fn upgrades_need_http_1_1_and_a_single_key() {
         2
     );
 }
+
+#[tokio::test]
+async fn an_endpoints_origin_list_refuses_other_sites_pages_with_403() {
+    let mut config = sockyard::Config::default();
+    config.endpoints[0].origins =
+        vec!["app.example".to_owned(), "http://localhost:8080".to_owned()];
+    let server = start_with(config).await;
+    let url = server.url();
+    let before = metric_value(&server, "sockyard_errors_total{kind=\"upgrade_rejected\"}").await;
+    for origin in ["https://evil.example", "http://localhost:9999", "null"] {
+        let (status, body) = refusal_with(&url, &[("Origin", origin)]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (403, "Origin not allowed\n"),
+            "{origin}"
+        );
+    }
+    let after = metric_value(&server, "sockyard_errors_total{kind=\"upgrade_rejected\"}").await;
+    assert_eq!(after - before, 3.0, "each refusal is counted");
+    // Listed origins, and clients that send none (not browsers), are let in.
+    for origin in ["https://app.example", "http://localhost:8080"] {
+        let mut ws = connect_with(&url, &[("Origin", origin)])
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+        handshake(&mut ws).await;
+        send(&mut ws, &echo(2, json!(origin))).await;
+        assert_eq!(next_json(&mut ws).await, json!({"rid": 2, "data": origin}));
+    }
+    let _ws = handshaken(&url).await;
+    // An endpoint without a list takes any origin.
+    let ct = server.url_of("/ctproto");
+    assert!(connect_with(&ct, &[("Origin", "https://evil.example")])
+        .await
+        .is_ok());
+}
+
+/// The value of metric `series` (name and labels, as written), 0 when absent.
+async fn metric_value(server: &TestServer, series: &str) -> f64 {
+    let text = http_get(server.addr, "/metrics").await.body;
+    sockyard_test_support::http::metric(&text, series).unwrap_or(0.0)
+}

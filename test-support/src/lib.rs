@@ -1,7 +1,7 @@
 //! Helpers the integration tests of `sockyard` and `sockyard-cli` share: servers (in this
 //! process, or the `sockyard` binary as a child process), WebSocket, SocketCluster, HTTP and
-//! TLS clients, the programs `sockyard wrap` tests wrap, scratch files and databases, the
-//! Node.js harness of the compatibility suite, and when a test may skip.
+//! TLS clients, test key pairs, the programs `sockyard wrap` tests wrap, scratch files and
+//! databases, the Node.js harness of the compatibility suite, and when a test may skip.
 //!
 //! Not published: it exists for the workspace's own tests.
 
@@ -9,6 +9,7 @@ pub mod binary;
 pub mod client;
 pub mod database;
 pub mod http;
+pub mod keys;
 pub mod node;
 pub mod process;
 pub mod programs;

@@ -5,6 +5,7 @@
 pub mod access;
 mod settings;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,14 +25,14 @@ pub type Claims = Map<String, Value>;
 #[derive(Debug, Error)]
 pub enum AuthSetupError {
     /// A key file could not be read.
-    #[error("cannot read {key} file {path}: {source}")]
+    #[error("cannot read {key} file {}: {error}", path.display())]
     ReadKey {
         /// The config key naming the file.
         key: &'static str,
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The file, as resolved.
+        path: PathBuf,
+        /// The underlying error (shown in the message, so not repeated as its source).
+        error: std::io::Error,
     },
     /// A key is not valid for the algorithm.
     #[error("invalid {key}: {message}")]
@@ -106,11 +107,22 @@ pub struct Authenticator {
     inner: Arc<Keys>,
 }
 
+#[derive(Clone)]
 struct Keys {
     algorithm: Algorithm,
     encoding: EncodingKey,
     decoding: DecodingKey,
     default_expiry: u64,
+    rules: TokenRules,
+}
+
+/// What a token must have besides a good signature, from `[auth]`.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokenRules {
+    /// `auth.require_exp`.
+    require_exp: bool,
+    /// `auth.max_token_age_s`, when not 0.
+    max_age: Option<u64>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -118,6 +130,8 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("algorithm", &self.inner.algorithm)
             .field("default_expiry", &self.inner.default_expiry)
+            .field("require_exp", &self.inner.rules.require_exp)
+            .field("max_age", &self.inner.rules.max_age)
             .finish_non_exhaustive()
     }
 }
@@ -146,9 +160,31 @@ impl Authenticator {
         )
     }
 
-    /// Builds the authenticator `config` describes, reading key files and the key's
-    /// environment variable; says where the key came from.
+    /// Builds the authenticator `config` describes, reading key files (relative paths from
+    /// the working directory) and the key's environment variable; says where the key came
+    /// from.
     pub fn from_config(config: &AuthConfig) -> Result<(Self, KeySource), AuthSetupError> {
+        Self::from_config_in(config, None)
+    }
+
+    /// [`Self::from_config`] with relative key file paths taken from `base_dir` (a
+    /// configuration file's directory, [`crate::Config::base_dir`]) when given.
+    pub fn from_config_in(
+        config: &AuthConfig,
+        base_dir: Option<&Path>,
+    ) -> Result<(Self, KeySource), AuthSetupError> {
+        let (mut auth, source) = Self::keys_from_config(config, base_dir)?;
+        Arc::make_mut(&mut auth.inner).rules = TokenRules {
+            require_exp: config.require_exp,
+            max_age: (config.max_token_age_s > 0).then_some(config.max_token_age_s),
+        };
+        Ok((auth, source))
+    }
+
+    fn keys_from_config(
+        config: &AuthConfig,
+        base_dir: Option<&Path>,
+    ) -> Result<(Self, KeySource), AuthSetupError> {
         let expiry = Duration::from_secs(config.default_expiry_s);
         match config.algorithm {
             AuthAlgorithm::HS256 => {
@@ -167,8 +203,9 @@ impl Authenticator {
                 Ok((Self::hs256(secret.as_bytes(), expiry), source))
             }
             AuthAlgorithm::RS256 | AuthAlgorithm::ES256 => {
-                let private = read_key("auth.private_key_file", &config.private_key_file)?;
-                let public = read_key("auth.public_key_file", &config.public_key_file)?;
+                let read = |key, path| read_key(key, path, base_dir);
+                let private = read("auth.private_key_file", &config.private_key_file)?;
+                let public = read("auth.public_key_file", &config.public_key_file)?;
                 let bad = |key: &'static str| {
                     move |e: jsonwebtoken::errors::Error| AuthSetupError::BadKey {
                         key,
@@ -218,6 +255,7 @@ impl Authenticator {
                 encoding,
                 decoding,
                 default_expiry: default_expiry.as_secs(),
+                rules: TokenRules::default(),
             }),
         }
     }
@@ -240,16 +278,38 @@ impl Authenticator {
         .map_err(|e| ApiError::new("AuthTokenError", format!("could not sign token: {e}")))
     }
 
-    /// Verifies a signed token and returns its claims.
+    /// Verifies a signed token and returns its claims: the signature, `exp` and `nbf`, and the
+    /// configured rules (`auth.require_exp`, `auth.max_token_age_s`).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(self.inner.algorithm);
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         validation.validate_nbf = true;
         match jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &validation) {
-            Ok(data) => Ok(data.claims),
+            Ok(data) => self.inner.rules.check(data.claims),
             Err(err) => Err(classify(err.kind(), token)),
         }
+    }
+}
+
+impl TokenRules {
+    /// Passes the claims of a token whose signature and times are good, if they follow the
+    /// rules.
+    fn check(self, claims: Claims) -> Result<Claims, TokenError> {
+        if self.require_exp && !claims.contains_key("exp") {
+            return Err(TokenError::Invalid("jwt has no exp"));
+        }
+        if let Some(max_age) = self.max_age {
+            let issued = claims
+                .get("iat")
+                .and_then(Value::as_u64)
+                .ok_or(TokenError::Invalid("jwt has no iat"))?;
+            let expiry = issued.saturating_add(max_age);
+            if now_seconds() > expiry {
+                return Err(TokenError::Expired { expiry });
+            }
+        }
+        Ok(claims)
     }
 }
 
@@ -278,12 +338,14 @@ fn classify(kind: &JwtErrorKind, token: &str) -> TokenError {
     }
 }
 
-fn read_key(key: &'static str, path: &str) -> Result<Vec<u8>, AuthSetupError> {
-    std::fs::read(path).map_err(|source| AuthSetupError::ReadKey {
-        key,
-        path: path.to_owned(),
-        source,
-    })
+/// Reads the key file `path` (named by config key `key`), relative to `base_dir` if given.
+fn read_key(
+    key: &'static str,
+    path: &str,
+    base_dir: Option<&Path>,
+) -> Result<Vec<u8>, AuthSetupError> {
+    let path = base_dir.map_or_else(|| PathBuf::from(path), |dir| dir.join(path));
+    std::fs::read(&path).map_err(|error| AuthSetupError::ReadKey { key, path, error })
 }
 
 #[cfg(test)]
@@ -354,6 +416,80 @@ mod tests {
         let err = auth.verify(&future).unwrap_err();
         assert!(matches!(err, TokenError::NotBefore { .. }));
         assert!(!err.is_bad_token());
+    }
+
+    #[test]
+    fn require_exp_and_max_token_age_refuse_what_they_say() {
+        let plain = Authenticator::hs256(b"secret", Duration::from_secs(60));
+        let encode = |claims: Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .unwrap()
+        };
+        let now = now_seconds();
+        let forever = encode(json!({"username": "ann", "iat": now}));
+        let old = encode(json!({"iat": now - 3600, "exp": now + 3600}));
+        let ageless = encode(json!({"exp": now + 3600}));
+        // Without the rules (the default) all three are good.
+        for token in [&forever, &old, &ageless] {
+            assert!(plain.verify(token).is_ok());
+        }
+        let mut config = AuthConfig {
+            key: "secret".to_owned(),
+            require_exp: true,
+            ..AuthConfig::default()
+        };
+        let (strict, _) = Authenticator::from_config(&config).unwrap();
+        assert_eq!(
+            strict.verify(&forever),
+            Err(TokenError::Invalid("jwt has no exp"))
+        );
+        assert!(strict.verify(&old).is_ok());
+        config.require_exp = false;
+        config.max_token_age_s = 600;
+        let (young, _) = Authenticator::from_config(&config).unwrap();
+        assert_eq!(
+            young.verify(&old),
+            Err(TokenError::Expired {
+                expiry: now - 3600 + 600
+            })
+        );
+        assert_eq!(
+            young.verify(&ageless),
+            Err(TokenError::Invalid("jwt has no iat"))
+        );
+        assert!(young.verify(&forever).is_ok());
+        assert!(young.verify(&young.sign(Claims::new()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn key_files_resolve_from_the_base_dir_and_errors_say_why_once() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let config = AuthConfig {
+            algorithm: AuthAlgorithm::ES256,
+            private_key_file: "ec-private.pem".to_owned(),
+            public_key_file: "ec-public.pem".to_owned(),
+            ..AuthConfig::default()
+        };
+        let (_, source) = Authenticator::from_config_in(&config, Some(&keys)).unwrap();
+        assert_eq!(source, KeySource::Files);
+        let err = Authenticator::from_config_in(&config, Some(&keys.join("missing"))).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot read auth.private_key_file file {}: ",
+                keys.join("missing/ec-private.pem").display()
+            )),
+            "{message}"
+        );
+        assert_eq!(message.matches("os error 2").count(), 1, "{message}");
+        assert!(
+            std::error::Error::source(&err).is_none(),
+            "the OS error is in the message only, so a chain shows it once"
+        );
     }
 
     #[test]

@@ -20,12 +20,21 @@ pub struct AuthConfig {
     /// Environment variable holding the HS256 key when `key` is empty. Default
     /// `SOCKYARD_AUTH_KEY`.
     pub key_env: String,
-    /// PEM private key for RS256/ES256 (signing).
+    /// PEM private key for RS256/ES256 (signing). A relative path is taken from the
+    /// configuration file's directory.
     pub private_key_file: String,
-    /// PEM public key for RS256/ES256 (verifying).
+    /// PEM public key for RS256/ES256 (verifying). A relative path is taken from the
+    /// configuration file's directory.
     pub public_key_file: String,
     /// Seconds until a token expires when its claims set no `exp`. Default 86400.
     pub default_expiry_s: u64,
+    /// Refuse tokens without an `exp` claim (`AuthTokenInvalidError`). Default false: a token
+    /// without one never expires, as in SocketCluster.
+    pub require_exp: bool,
+    /// Refuse tokens issued (`iat`) more than this many seconds ago, whatever their `exp`
+    /// (`AuthTokenExpiredError`; a token without `iat` is then invalid). Checked when a token
+    /// is presented; a connection signed in keeps it until its `exp`. Default 0: no limit.
+    pub max_token_age_s: u64,
 }
 
 /// The signing algorithm.
@@ -50,6 +59,8 @@ impl Default for AuthConfig {
             private_key_file: String::new(),
             public_key_file: String::new(),
             default_expiry_s: 86_400,
+            require_exp: false,
+            max_token_age_s: 0,
         }
     }
 }

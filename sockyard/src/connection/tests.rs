@@ -125,6 +125,7 @@ fn start_on(
         authorizer: Authorizer::Token,
         ping_interval: Duration::from_secs(8),
         ping_timeout: Duration::from_secs(20),
+        origins: Vec::new(),
         routes: Arc::new(routes()),
     });
     let shared = Arc::new(Shared {

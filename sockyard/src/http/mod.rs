@@ -1,16 +1,19 @@
 //! The HTTP front every server shares — `sockyard serve` and `sockyard wrap` alike: one accept
 //! loop, TLS with its handshake deadline, HTTP/1 with a header deadline and graceful stop, and
 //! the tasks behind it tracked for shutdown. What a request gets is up to the [`Site`] it
-//! serves; `response.rs` builds the answers, including the 101 of an upgrade.
+//! serves; `response.rs` builds the answers, including the 101 of an upgrade, and `origin.rs`
+//! checks the `Origin` of upgrades against an allow-list.
 
+pub(crate) mod origin;
 pub(crate) mod response;
 mod settings;
+mod throttle;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Request;
 use hyper::body::Incoming;
@@ -23,6 +26,10 @@ use tokio_util::task::TaskTracker;
 use crate::tls::Tls;
 pub(crate) use response::HttpResponse;
 pub use settings::{LogFormat, ServerConfig};
+use throttle::Throttle;
+
+/// The shortest time between two logged accept failures.
+const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What answers the requests a front accepts.
 pub(crate) trait Site: Send + Sync + 'static {
@@ -71,11 +78,15 @@ impl Front {
         until: impl Future<Output = ()>,
     ) {
         tokio::pin!(until);
+        let mut failures = Throttle::new(ACCEPT_FAILURE_LOG_INTERVAL);
         loop {
             tokio::select! {
                 () = &mut until => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        if let Some(failures) = failures.succeed() {
+                            tracing::info!(failures, "accepting connections again");
+                        }
                         let _ = stream.set_nodelay(true);
                         let connection = HttpConnection {
                             site: site.clone(),
@@ -98,8 +109,11 @@ impl Front {
                         }
                     }
                     Err(err) => {
-                        // Out of file descriptors and similar: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
+                        // Out of file descriptors and similar: back off instead of spinning,
+                        // and say so once a second (`suppressed`: failures not logged since).
+                        if let Some(suppressed) = failures.occur(Instant::now()) {
+                            tracing::warn!(error = %err, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },

@@ -16,6 +16,7 @@ mod builder;
 mod events;
 mod exec;
 mod operations;
+mod ordering;
 pub mod query;
 mod routes;
 pub mod schema;

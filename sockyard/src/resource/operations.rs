@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::builder::{Before, HookContext, Hooks, ResourcesBuilder};
 use super::exec;
+use super::ordering::WriteLocks;
 use super::query;
 use super::schema::{self, Access, ResourceDef};
 use super::store::{Record, Scope, Store, StoreError};
@@ -15,6 +16,14 @@ use crate::error::ApiError;
 use crate::router::Context;
 
 /// The operations every resource has.
+///
+/// Of the names every record has ([`schema::RESERVED`]: `id`, `version`, `ctime`, `mtime`,
+/// `owner`, `extra`) and a child's parent column (`album_id`), a payload may carry only those
+/// its operation takes: `create` none but the parent column (the parent it is created under);
+/// `get` and `destroy` `id` (the record's address); `update` and `patch` `id` and `version`
+/// (the version read); `list` any of them, as filters and sort keys. Any other is a
+/// `ValidationError` naming it (`readOnly`); in particular a child never moves to another
+/// parent, so `update` and `patch` refuse its parent column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// Insert a record.
@@ -60,18 +69,16 @@ impl Operation {
     }
 }
 
-/// How many locks order the writes to records (records share them by hash).
-const WRITE_LOCKS: usize = 256;
-
 /// What every clone of a [`Resources`] shares.
 pub(super) struct Inner {
     /// The declarations, parents first.
     pub(super) defs: Vec<ResourceDef>,
     /// Where the records are.
     pub(super) store: Box<dyn Store>,
-    /// Writes to one record hold its lock from the transaction through the announcement, so
-    /// subscribers see a record's changes in the order they were committed.
-    write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Writes to a record or its descendants hold the lock of their tree from the transaction
+    /// through the announcement, so subscribers see the changes in the order they were
+    /// committed.
+    pub(super) write_locks: WriteLocks,
     /// Hooks and Rust remote methods.
     pub(super) hooks: Hooks,
     default_limit: u64,
@@ -137,6 +144,16 @@ pub(super) fn id_of(data: &Value, key: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("`{key}` must be a positive integer id")))
 }
 
+/// The id of a payload that holds only an address (`get`, `destroy`): `{id}` or `{id, …}`
+/// without the names the server keeps (see [`schema::RESERVED`]).
+fn address(def: &ResourceDef, data: &Value) -> Result<i64, ApiError> {
+    let id = id_of(data, "id")?;
+    let mut rest = object(data)?;
+    rest.remove("id");
+    def.refuse_system_fields(&rest)?;
+    Ok(id)
+}
+
 /// The payload as an object (`null` is an empty one).
 pub(super) fn object(data: &Value) -> Result<Map<String, Value>, ApiError> {
     match data {
@@ -159,9 +176,7 @@ impl Resources {
             inner: Arc::new(Inner {
                 defs,
                 store,
-                write_locks: (0..WRITE_LOCKS)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
+                write_locks: WriteLocks::new(),
                 hooks,
                 default_limit,
                 max_limit,
@@ -186,14 +201,6 @@ impl Resources {
             .iter()
             .find(|d| d.name == name)
             .ok_or_else(|| ApiError::not_found(format!("no resource named `{name}`")))
-    }
-
-    fn write_lock(&self, resource: &str, id: i64) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash as _, Hasher as _};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (resource, id).hash(&mut hasher);
-        let index = usize::try_from(hasher.finish() % WRITE_LOCKS as u64).unwrap_or(0);
-        &self.inner.write_locks[index]
     }
 
     fn descendants(&self, name: &str) -> Vec<&ResourceDef> {
@@ -248,14 +255,7 @@ impl Resources {
                 Before::Respond(result) => return Ok(result),
             }
         }
-        // A create's record has no id before it is committed, so nothing can race with it.
-        let ordered = match operation {
-            Operation::Update | Operation::Patch | Operation::Destroy => {
-                let id = id_of(&hook.data, "id").unwrap_or_default();
-                Some(self.write_lock(resource, id).lock().await)
-            }
-            _ => None,
-        };
+        let ordered = self.order_write(&def, operation, &hook.data).await;
         let (result, events) = self
             .execute(&def, claims.as_deref(), operation, &hook.data)
             .await?;
@@ -298,8 +298,12 @@ impl Resources {
         match operation {
             Operation::Create => {
                 let mut fields = object(data)?;
+                // A child's parent column is the address of its parent.
                 let parent = match def.parent_column() {
-                    Some(column) => Some(id_of(data, &column)?),
+                    Some(column) => {
+                        fields.remove(&column);
+                        Some(id_of(data, &column)?)
+                    }
                     None => None,
                 };
                 if def.owner.is_some() && owner.is_none() {
@@ -307,12 +311,6 @@ impl Resources {
                         crate::auth::access::AUTH_ERROR,
                         format!("creating {} needs an owner claim", def.name),
                     ));
-                }
-                for reserved in schema::RESERVED {
-                    fields.remove(reserved);
-                }
-                if let Some(column) = def.parent_column() {
-                    fields.remove(&column);
                 }
                 let fields = def.validate_full(&fields)?;
                 let record = store
@@ -325,7 +323,7 @@ impl Resources {
                 ))
             }
             Operation::Get => {
-                let id = id_of(data, "id")?;
+                let id = address(def, data)?;
                 match store.get(def, id, &read_scope).await.map_err(store_error)? {
                     Some(record) => Ok((Value::Object(record), Vec::new())),
                     None => Err(not_found(&def.name, id)),
@@ -372,13 +370,10 @@ impl Resources {
                     }
                     None => None,
                 };
+                // `id` is the record's address and `version` the one the caller read.
                 let mut fields = object(data)?;
-                for reserved in schema::RESERVED {
-                    fields.remove(reserved);
-                }
-                if let Some(column) = def.parent_column() {
-                    fields.remove(&column);
-                }
+                fields.remove("id");
+                fields.remove("version");
                 let checked = if operation == Operation::Update {
                     def.validate_full(&fields)?
                 } else {
@@ -423,7 +418,7 @@ impl Resources {
                 ))
             }
             Operation::Destroy => {
-                let id = id_of(data, "id")?;
+                let id = address(def, data)?;
                 let descendants = self.descendants(&def.name);
                 let removed = store
                     .destroy(def, id, &write_scope, &descendants)

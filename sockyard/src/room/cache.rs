@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use thiserror::Error;
 
@@ -153,6 +154,27 @@ impl HistoryCache {
     /// Forgets every message (when the room's program exits, unless `--cachepersist`).
     pub fn clear(&mut self) {
         self.messages.clear();
+    }
+}
+
+/// A room's history, as the room holds it and, with `--cachepersist`, hands it on: a room
+/// that stops accepting clients gives it to the next room of its name at once, and keeps
+/// adding what its program still prints while it stops, so the next clients get that too.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedHistory(Arc<Mutex<HistoryCache>>);
+
+impl SharedHistory {
+    /// An empty history following `spec`.
+    pub(crate) fn new(spec: CacheSpec) -> Self {
+        Self(Arc::new(Mutex::new(HistoryCache::new(spec))))
+    }
+
+    /// The history, for a push or a replay.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HistoryCache> {
+        // Each critical section is one push or one replay: a poisoned lock is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 
 use super::program::Creator;
 use super::{Refusal, Rooms};
+use crate::http::origin::origin_allowed;
 use crate::http::response::{respond, switching_protocols};
 use crate::http::HttpResponse;
 use crate::ws::handshake;
@@ -38,22 +39,6 @@ pub(crate) fn room_of_path(path: &str) -> Option<Result<String, Refusal>> {
                 message: "Invalid room".to_owned(),
             }),
     )
-}
-
-/// Whether the request's `Origin` is one of `allowed` (a full origin such as
-/// `https://example.com`, or `host[:port]`). No list: every origin.
-pub(crate) fn origin_allowed(headers: &http::HeaderMap, allowed: &[String]) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        // Non-browser clients send no Origin; the list guards against other sites' pages.
-        return true;
-    };
-    let host = origin.split_once("://").map_or(origin, |(_, host)| host);
-    allowed
-        .iter()
-        .any(|entry| entry.eq_ignore_ascii_case(origin) || entry.eq_ignore_ascii_case(host))
 }
 
 /// The token a client presents: `?token=…` or `Authorization: Bearer …`.
@@ -254,12 +239,28 @@ pub(crate) fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// Serves a static file, or 404.
-pub(crate) async fn serve_static(root: &Path, path: &str) -> HttpResponse {
+/// Where `file` (a path under `root`) really is, if that is inside `root` once every symbolic
+/// link is resolved: a link out of the directory names no file.
+async fn inside(root: &Path, file: &Path) -> Option<PathBuf> {
+    let root = tokio::fs::canonicalize(root).await.ok()?;
+    let file = tokio::fs::canonicalize(file).await.ok()?;
+    file.starts_with(&root).then_some(file)
+}
+
+/// Serves a static file, or 404. Unless `follow_symlinks`, a file whose real path (symbolic
+/// links resolved) is outside `root` is not found.
+pub(crate) async fn serve_static(root: &Path, path: &str, follow_symlinks: bool) -> HttpResponse {
     let not_found = || respond(StatusCode::NOT_FOUND, "text/plain", "Not found\n");
-    let Some(file) = static_file(root, path) else {
+    let Some(mut file) = static_file(root, path) else {
         return not_found();
     };
+    if !follow_symlinks {
+        match inside(root, &file).await {
+            // The resolved path is the one read, so the check holds for what is served.
+            Some(real) => file = real,
+            None => return not_found(),
+        }
+    }
     match tokio::fs::read(&file).await {
         Ok(bytes) => respond(StatusCode::OK, content_type(&file), bytes),
         Err(_) => not_found(),
@@ -289,29 +290,6 @@ mod tests {
         assert!(matches!(room_of_path("/%ff"), Some(Err(_))));
         // An encoded slash is part of the name, which the name check then refuses.
         assert_eq!(room_of_path("/a%2Fb"), Some(Ok("a/b".to_owned())));
-    }
-
-    #[test]
-    fn origins_match_whole_or_by_host() {
-        let mut headers = http::HeaderMap::new();
-        let allowed = vec!["example.com".to_owned(), "http://localhost:8080".to_owned()];
-        assert!(origin_allowed(&headers, &allowed), "no Origin header");
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://example.com"),
-        );
-        assert!(origin_allowed(&headers, &allowed));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://localhost:8080"),
-        );
-        assert!(origin_allowed(&headers, &allowed));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://evil.example"),
-        );
-        assert!(!origin_allowed(&headers, &allowed));
-        assert!(origin_allowed(&headers, &[]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::cache::HistoryCache;
+use super::cache::SharedHistory;
 use super::framing::ChildMessage;
 use super::metrics::RoomCounters;
 use super::program::Creator;
@@ -53,7 +53,7 @@ struct RoomState {
     clients: BTreeMap<u32, Slot>,
     next_id: u32,
     metadata: Option<Value>,
-    cache: Option<HistoryCache>,
+    cache: Option<SharedHistory>,
     /// False once the room is ending: joins go to a new room of the same name.
     accepting: bool,
 }
@@ -104,7 +104,7 @@ impl Room {
     pub(crate) fn new(
         name: &str,
         service: Arc<Service>,
-        cache: Option<HistoryCache>,
+        cache: Option<SharedHistory>,
     ) -> (Arc<Self>, mpsc::Receiver<Bytes>) {
         let (input, input_rx) = mpsc::channel(service.options.input_queue);
         let counters = service.metrics.counters(name);
@@ -147,14 +147,14 @@ impl Room {
         }
         let id = state.next_id;
         state.next_id = state.next_id.wrapping_add(1).max(1);
-        let history = state.cache.as_ref().map_or(0, HistoryCache::len);
-        let (outbound, receiver) = mpsc::channel(options.client_queue + history);
-        if let Some(cache) = &state.cache {
-            for message in cache.replay() {
-                // The queue was made large enough for the whole history.
-                let _ = outbound.try_send(Outbound::Frame(encode(message)));
-            }
+        let history = state.cache.as_ref().map(SharedHistory::lock);
+        let kept = history.as_ref().map_or(0, |history| history.len());
+        let (outbound, receiver) = mpsc::channel(options.client_queue + kept);
+        for message in history.iter().flat_map(|history| history.replay()) {
+            // The queue was made large enough for the whole history.
+            let _ = outbound.try_send(Outbound::Frame(encode(message)));
         }
+        drop(history);
         let (kick, kicked) = oneshot::channel();
         state.clients.insert(
             id,
@@ -248,10 +248,10 @@ impl Room {
         {
             // Offering a frame never blocks, so it happens under the lock; only clients whose
             // queue is full are waited for, outside it.
-            let mut state = self.lock();
+            let state = self.lock();
             if message.to.is_none() {
-                if let Some(cache) = &mut state.cache {
-                    cache.push(&message);
+                if let Some(cache) = &state.cache {
+                    cache.lock().push(&message);
                 }
             }
             let mut offer = |id: u32, slot: &Slot| {
@@ -315,13 +315,14 @@ impl Room {
 
     /// Stops accepting clients (a client that comes now gets a new room) and, with
     /// `cache_persist`, hands the history on at once: the program may take a while to stop,
-    /// and a client that comes straight back must find the history in the new room.
+    /// and a client that comes straight back must find the history in the new room. The room
+    /// keeps adding to it what its program prints until it has stopped.
     fn retire(&self, registry: &mut Registry, state: &mut RoomState) {
         state.accepting = false;
         registry.forget(&self.name, self);
         if self.service.options.cache_persist {
-            if let Some(cache) = state.cache.take() {
-                registry.kept.insert(self.name.clone(), cache);
+            if let Some(cache) = &state.cache {
+                registry.kept.insert(self.name.clone(), cache.clone());
             }
         }
     }
@@ -380,11 +381,6 @@ impl Room {
             }
         }
     }
-
-    /// Takes the room's history, for the next room of its name (`cache_persist`).
-    pub(super) fn take_cache(&self) -> Option<HistoryCache> {
-        self.lock().cache.take()
-    }
 }
 
 #[cfg(test)]
@@ -393,20 +389,18 @@ mod tests {
     use crate::room::cache::CacheSpec;
     use crate::room::{RoomOptions, Rooms};
 
-    #[test]
-    fn a_persisted_history_is_handed_on_as_soon_as_the_room_stops_accepting() {
-        let mut options = RoomOptions::new("cat", Vec::new());
-        options.cache = Some(CacheSpec {
+    #[tokio::test]
+    async fn a_persisted_history_is_handed_on_as_soon_as_the_room_stops_accepting() {
+        let spec = CacheSpec {
             tagged: false,
             size: 4,
-        });
+        };
+        let mut options = RoomOptions::new("cat", Vec::new());
+        options.cache = Some(spec);
         options.cache_persist = true;
         let rooms = Rooms::new(options, None).unwrap();
-        let mut cache = HistoryCache::new(CacheSpec {
-            tagged: false,
-            size: 4,
-        });
-        cache.push(&ChildMessage::new(&b"kept"[..], false));
+        let cache = SharedHistory::new(spec);
+        cache.lock().push(&ChildMessage::new(&b"kept"[..], false));
         let (room, _input) = Room::new("r", rooms.service.clone(), Some(cache));
         rooms
             .service
@@ -415,16 +409,25 @@ mod tests {
             .insert("r".to_owned(), room.clone());
         assert!(room.close_if_empty());
         // Before the program has stopped, the next room of this name can have it.
+        let kept = {
+            let registry = rooms.service.registry();
+            assert!(!registry.rooms.contains_key("r"));
+            registry.kept.get("r").expect("history handed on").clone()
+        };
+        let payloads = |kept: &SharedHistory| -> Vec<Vec<u8>> {
+            kept.lock().replay().map(|m| m.payload.to_vec()).collect()
+        };
+        assert_eq!(payloads(&kept), [b"kept".to_vec()]);
+        // What the program prints while it stops, with no client left, is kept too.
+        room.deliver(ChildMessage::new(&b"bye"[..], false)).await;
+        assert_eq!(payloads(&kept), [b"kept".to_vec(), b"bye".to_vec()]);
+        // The room ending later leaves the history where it was handed on.
+        rooms.service.room_ended("r", None);
         let registry = rooms.service.registry();
-        assert!(!registry.rooms.contains_key("r"));
-        let kept = registry.kept.get("r").expect("history handed on");
         assert_eq!(
-            kept.replay().map(|m| &m.payload[..]).collect::<Vec<_>>(),
-            [&b"kept"[..]]
+            payloads(&registry.kept["r"]),
+            [b"kept".to_vec(), b"bye".to_vec()]
         );
-        drop(registry);
-        // The room ending later does not hand on an emptied history over it.
-        assert!(room.take_cache().is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,7 +34,7 @@ pub use metrics::RoomMetrics;
 pub use options::{Frame, OptionsError, Restart, RoomOptions};
 pub use server::{RoomServer, RoomServerSettings};
 
-use cache::HistoryCache;
+use cache::SharedHistory;
 use live::{JoinError, Room, Seat};
 use ports::PortPool;
 use program::{Creator, Program};
@@ -72,6 +72,7 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 /// let rooms = Rooms::new(RoomOptions::new("cat", Vec::new()).json(), None).unwrap();
 /// assert!(rooms.check_name("lobby").is_ok());
 /// assert!(rooms.check_name("api").is_err(), "the room API's own path");
+/// assert!(rooms.check_name("..").is_err(), "a name a program could take for a path");
 /// assert!(rooms.list().is_empty());
 /// ```
 #[derive(Debug, Clone)]
@@ -98,8 +99,9 @@ pub(crate) struct Service {
 pub(crate) struct Registry {
     rooms: HashMap<String, Arc<Room>>,
     ports: PortPool,
-    /// Histories kept after their room ended (`cache_persist`).
-    kept: HashMap<String, HistoryCache>,
+    /// Histories handed on by rooms that stopped accepting clients (`cache_persist`), for
+    /// the next room of their name.
+    kept: HashMap<String, SharedHistory>,
     /// Clients admitted so far (for `oneshot`).
     admitted: u64,
     /// Programs started and not yet ended (rooms still stopping included): what
@@ -128,17 +130,13 @@ impl Service {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Called once a room's program is gone.
-    pub(crate) fn room_ended(&self, name: &str, port: Option<u16>, cache: Option<HistoryCache>) {
+    /// Called once a room's program is gone (its history, with `cache_persist`, was handed on
+    /// when the room stopped accepting clients).
+    pub(crate) fn room_ended(&self, name: &str, port: Option<u16>) {
         let mut registry = self.registry();
         registry.running = registry.running.saturating_sub(1);
         if let Some(port) = port {
             registry.ports.give_back(port);
-        }
-        if self.options.cache_persist {
-            if let Some(cache) = cache {
-                registry.kept.insert(name.to_owned(), cache);
-            }
         }
         drop(registry);
         self.metrics.room_closed(name);
@@ -226,11 +224,14 @@ impl Rooms {
     }
 
     /// Checks a room name (already percent-decoded) against the length limit, the reserved
-    /// names and the allow-list.
+    /// names and the allow-list. `.` and `..` are never rooms: a program given `ROOM=..`
+    /// might take it for a path.
     pub fn check_name(&self, name: &str) -> Result<(), Refusal> {
         if name.is_empty()
             || name.len() > MAX_ROOM_NAME
             || name.contains('/')
+            || name == "."
+            || name == ".."
             || name.chars().any(char::is_control)
             || RESERVED_NAMES.contains(&name)
         {
@@ -323,7 +324,7 @@ impl Rooms {
         let cache = registry
             .kept
             .remove(name)
-            .or_else(|| options.cache.map(HistoryCache::new));
+            .or_else(|| options.cache.map(SharedHistory::new));
         let (room, input) = Room::new(name, service.clone(), cache);
         registry.rooms.insert(name.to_owned(), room.clone());
         registry.running += 1;

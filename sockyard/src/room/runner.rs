@@ -106,13 +106,10 @@ pub(crate) async fn run(
                     )
                     .await;
                 }
-                finish.cancel();
-                let _ = writer.await;
+                let grace = Duration::from_millis(options.grace_ms);
+                let left = close_input(&room, finish, writer, grace).await;
                 let status = program
-                    .stop(
-                        Duration::from_millis(options.grace_ms),
-                        Duration::from_millis(options.kill_after_ms),
-                    )
+                    .stop(left, Duration::from_millis(options.kill_after_ms))
                     .await;
                 tracing::info!(room = %room.name, ?status, "program stopped");
                 let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
@@ -122,7 +119,28 @@ pub(crate) async fn run(
             }
         }
     }
-    service.room_ended(&room.name, port, room.take_cache());
+    service.room_ended(&room.name, port);
+}
+
+/// Ends the program's input: the writer writes what is queued and closes it. The program has
+/// `grace` for that and to exit; one that does not read its input has it closed when `grace`
+/// is over (what could not be written is dropped), so it is never waited for past `grace`.
+/// Returns what is left of `grace`.
+async fn close_input(
+    room: &Room,
+    finish: CancellationToken,
+    mut writer: tokio::task::JoinHandle<mpsc::Receiver<Bytes>>,
+    grace: Duration,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    finish.cancel();
+    if tokio::time::timeout(grace, &mut writer).await.is_err() {
+        tracing::debug!(room = %room.name, "the program does not read its input: closing it");
+        writer.abort();
+        // Dropping the writer's task closes the program's input.
+        let _ = writer.await;
+    }
+    grace.saturating_sub(started.elapsed())
 }
 
 /// Waits for the program to exit, for the room to stay empty for `idle_timeout_ms`, or for the

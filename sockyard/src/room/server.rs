@@ -30,8 +30,11 @@ pub struct RoomServerSettings {
     pub api: bool,
     /// Serve `/metrics`.
     pub metrics: bool,
-    /// Serve the files of this directory.
+    /// Serve the files of this directory (not those symbolic links inside it lead out of it,
+    /// unless `follow_symlinks`).
     pub static_dir: Option<PathBuf>,
+    /// Serve files of `static_dir` that symbolic links lead to outside it.
+    pub follow_symlinks: bool,
     /// Allowed `Origin`s for WebSocket upgrades (empty: any).
     pub origins: Vec<String>,
     /// How long a shutdown waits for programs to stop. Default 5 s.
@@ -146,7 +149,7 @@ impl Site for RoomSite {
             }
         }
         if let Some(dir) = &self.settings.static_dir {
-            return room_http::serve_static(dir, &path).await;
+            return room_http::serve_static(dir, &path, self.settings.follow_symlinks).await;
         }
         not_found()
     }

@@ -128,7 +128,8 @@ impl ServerBuilder {
     /// Builds the server: reads key files and `.proto` files, and checks the auth setup.
     pub fn build(self) -> Result<Server, Error> {
         let config = self.config;
-        let (auth, source) = Authenticator::from_config(&config.auth)?;
+        let (auth, source) =
+            Authenticator::from_config_in(&config.auth, config.base_dir.as_deref())?;
         match source {
             KeySource::Random => tracing::warn!(
                 "auth.key and ${} are not set: using a random key, so tokens will not survive a restart or verify on other nodes",

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::registry::{Admission, Registry};
 use crate::connection::{self, Connection};
+use crate::http::origin::origin_allowed;
 use crate::http::response::{respond, switching_protocols};
 use crate::http::{HttpResponse, Site};
 use crate::metrics::ErrorKind;
@@ -129,6 +130,9 @@ impl ServeSite {
             Ok(accept) => accept,
             Err(err) => return reject(StatusCode::BAD_REQUEST, err.to_string()),
         };
+        if !origin_allowed(request.headers(), &endpoint.origins) {
+            return reject(StatusCode::FORBIDDEN, "Origin not allowed".to_owned());
+        }
         if let Some(stage) = &self.shared.services.stages.upgrade {
             let upgrade = UpgradeRequest {
                 path: request.uri().path(),

@@ -39,6 +39,11 @@ pub struct EndpointConfig {
     /// CTProto: how `authorize` payloads are checked: `token` or `token_or_username`. Default
     /// `token`.
     pub authorizer: Authorizer,
+    /// Allowed `Origin`s of WebSocket upgrades: full origins (`https://example.com`) or
+    /// `host[:port]`. A browser's connection from a page of another origin gets 403 before
+    /// the upgrade; clients that send no `Origin` (not browsers) are let in. Default empty:
+    /// every origin.
+    pub origins: Vec<String>,
     /// Protobuf codec settings (`[endpoint.protobuf]`); used when `codec = "protobuf"`.
     pub protobuf: ProtobufConfig,
     /// Raw endpoints (required there): the route every message calls, with the message as its
@@ -108,6 +113,7 @@ impl Default for EndpointConfig {
             ping_timeout_ms: 20_000,
             authorize_timeout_ms: 3000,
             authorizer: Authorizer::Token,
+            origins: Vec::new(),
             protobuf: ProtobufConfig::default(),
             route: None,
         }
@@ -149,6 +155,8 @@ pub(crate) struct Endpoint {
     pub(crate) authorizer: Authorizer,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
+    /// Allowed `Origin`s of upgrades (empty: any).
+    pub(crate) origins: Vec<String>,
     pub(crate) routes: Arc<RouteTable>,
 }
 
@@ -182,6 +190,7 @@ impl Endpoint {
             authorizer: config.authorizer,
             ping_interval: Duration::from_millis(config.ping_interval_ms),
             ping_timeout: Duration::from_millis(config.ping_timeout_ms),
+            origins: config.origins.clone(),
             routes,
         })
     }

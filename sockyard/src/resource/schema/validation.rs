@@ -16,7 +16,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldError {
     /// Which constraint failed: `required`, `type`, `minimum`, `maximum`, `minLength`,
-    /// `maxLength`, `pattern`, `format`, `enum` or `additionalProperties`.
+    /// `maxLength`, `pattern`, `format`, `enum`, `additionalProperties` or `readOnly` (a
+    /// name the server keeps).
     pub attribute: &'static str,
     /// The field.
     pub property: String,
@@ -31,6 +32,9 @@ pub struct FieldError {
 impl ResourceDef {
     /// Validates the data of a create or an update: every field, defaults applied, required
     /// fields present. Returns the record's declared fields and, if allowed, the extra ones.
+    /// The names the server keeps ([`RESERVED`], the parent column) are failures: an
+    /// operation takes the ones it accepts (an update's `id` and `version`, a create's parent
+    /// column) out of `data` first.
     pub fn validate_full(&self, data: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
         let mut errors = Vec::new();
         let mut record = Map::new();
@@ -61,7 +65,7 @@ impl ResourceDef {
     }
 
     /// Validates the data of a patch: only the fields given; `null` clears a field that is not
-    /// required.
+    /// required. The names the server keeps are failures, as for [`Self::validate_full`].
     pub fn validate_partial(
         &self,
         data: &Map<String, Value>,
@@ -120,19 +124,56 @@ impl ResourceDef {
         .with("errors", &errors))
     }
 
-    /// Fields that are neither declared nor system fields: kept when allowed, else errors.
+    /// Refuses the names the server keeps (see [`RESERVED`]) and the parent column in `data`:
+    /// a `ValidationError` with one `readOnly` failure per name. The operations call it on
+    /// what their payload holds besides the names they take (`get` and `destroy`: `id`).
+    pub fn refuse_system_fields(&self, data: &Map<String, Value>) -> Result<(), ApiError> {
+        let errors = data
+            .iter()
+            .filter_map(|(name, value)| self.system_field_error(name, value))
+            .collect();
+        self.finish(Map::new(), errors).map(drop)
+    }
+
+    /// The failure for `name` when it is a name the server keeps: a system field, or the
+    /// parent column, which a child keeps for life (children do not move between parents).
+    fn system_field_error(&self, name: &str, value: &Value) -> Option<FieldError> {
+        let message = if Some(name) == self.parent_column().as_deref() {
+            let parent = self.parent.as_deref().unwrap_or_default();
+            format!(
+                "cannot be changed: a {} stays under the {parent} it was created under",
+                self.name
+            )
+        } else if name == "owner" {
+            "is set by the server, from the caller's token".to_owned()
+        } else if RESERVED.contains(&name) {
+            "is set by the server".to_owned()
+        } else {
+            return None;
+        };
+        Some(FieldError {
+            attribute: "readOnly",
+            property: name.to_owned(),
+            expected: Value::Bool(true),
+            actual: value.clone(),
+            message,
+        })
+    }
+
+    /// Fields that are not declared: the names the server keeps are errors, others are kept
+    /// when allowed, else errors.
     fn check_extra(
         &self,
         data: &Map<String, Value>,
         record: &mut Map<String, Value>,
         errors: &mut Vec<FieldError>,
     ) {
-        let parent_column = self.parent_column();
         for (name, value) in data {
-            let known = self.fields.contains_key(name)
-                || RESERVED.contains(&name.as_str())
-                || Some(name) == parent_column.as_ref();
-            if known {
+            if self.fields.contains_key(name) {
+                continue;
+            }
+            if let Some(error) = self.system_field_error(name, value) {
+                errors.push(error);
                 continue;
             }
             if self.extra_fields && !name.starts_with('$') {
@@ -413,6 +454,31 @@ mod tests {
             def.validate_full(&map(json!({"name": "x", "age": 3.0})))
                 .unwrap()["age"],
             3
+        );
+    }
+
+    #[test]
+    fn the_names_the_server_keeps_are_refused() {
+        let mut def = creature();
+        def.extra_fields = true;
+        for name in RESERVED {
+            let err = def
+                .validate_full(&map(json!({"name": "x", name: 1})))
+                .unwrap_err();
+            assert_eq!(err.extra["errors"][0]["attribute"], "readOnly");
+            assert_eq!(err.extra["errors"][0]["property"], name);
+            assert!(def.validate_partial(&map(json!({ name: 1 }))).is_err());
+            assert!(def.refuse_system_fields(&map(json!({ name: 1 }))).is_err());
+        }
+        assert!(def.refuse_system_fields(&map(json!({"colour": 1}))).is_ok());
+        let song = ResourceDef::new("song", []).parent("album");
+        let err = song
+            .validate_partial(&map(json!({"album_id": 2})))
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Validation failed for song: album_id cannot be changed: a song stays under the \
+             album it was created under"
         );
     }
 
